@@ -1,0 +1,44 @@
+# facegate's two front doors:
+#   make dev    set up, build, start the local stack and run every role (Ctrl-C stops it all)
+#   make test   format check, lints, and every test against the real emulator and face engine
+# Everything is installed inside the checkout (.venv/, .facegate/); see README.md.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+# The ONNX Runtime library inside .venv (resolved after setup has run).
+ORT_LIB = $$(ls $(CURDIR)/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n1)
+CARGO ?= cargo
+
+.PHONY: help setup build dev test lint unit stack-start stack-stop bench-engine calibrate
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+setup: ## install the emulator, ONNX Runtime and the face models into the checkout
+	@scripts/setup.sh
+
+build: setup ## build the facegate binary (debug)
+	$(CARGO) build --bin facegate
+
+dev: build ## run everything locally: stack, engine, provisioning, every role
+	@FACEGATE_STACK_PERSIST=1 scripts/stack.sh start
+	@echo "[dev] stop with Ctrl-C; the emulator keeps running (make stack-stop stops it)"
+	ORT_DYLIB_PATH="$(ORT_LIB)" \
+	  ./target/debug/facegate dev
+
+test: setup ## every check CI runs: fmt, clippy, unit and integration tests
+	$(CARGO) fmt --all -- --check
+	@started=0; \
+	if ! scripts/stack.sh status >/dev/null 2>&1; then scripts/stack.sh start && started=1; fi; \
+	export ORT_DYLIB_PATH="$(ORT_LIB)"; \
+	status=0; \
+	$(CARGO) clippy --workspace --all-targets -- -D warnings || status=$$?; \
+	if [ $$status = 0 ]; then $(CARGO) test --workspace --no-fail-fast || status=$$?; fi; \
+	if [ $$started = 1 ]; then scripts/stack.sh stop; fi; \
+	exit $$status
+
+stack-start: setup ## start the local AWS emulator (state kept in .facegate/ministack)
+	@FACEGATE_STACK_PERSIST=1 scripts/stack.sh start
+
+stack-stop: ## stop the local AWS emulator
+	@scripts/stack.sh stop
