@@ -62,7 +62,11 @@ pub struct AwsSettings {
     pub connect_timeout_ms: u64,
     /// Timeout of one AWS call including its retries, in milliseconds. Long polls (20 s) are
     /// given their own margin on top of this.
-    #[arg(long, env = "FACEGATE_AWS_OPERATION_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "FACEGATE_AWS_OPERATION_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
     pub operation_timeout_ms: u64,
 }
 
@@ -135,7 +139,11 @@ impl AwsSettings {
             // The emulator accepts any signature; a fixed key keeps the credential chain from
             // probing instance metadata (which does not exist here) on every start.
             loader = loader.credentials_provider(Credentials::new(
-                "test", "test", None, None, "facegate-local",
+                "test",
+                "test",
+                None,
+                None,
+                "facegate-local",
             ));
         }
         loader.load().await
@@ -229,7 +237,10 @@ mod tests {
     fn local_defaults_point_at_the_stack_and_the_engine() {
         let s = AwsSettings::local();
         assert_eq!(s.endpoint(Service::Sqs).as_deref(), Some(LOCAL_STACK_URL));
-        assert_eq!(s.endpoint(Service::Rekognition).as_deref(), Some(LOCAL_ENGINE_URL));
+        assert_eq!(
+            s.endpoint(Service::Rekognition).as_deref(),
+            Some(LOCAL_ENGINE_URL)
+        );
     }
 
     #[test]
@@ -239,18 +250,36 @@ mod tests {
             endpoint_url_s3: Some("http://s3.local:9000".into()),
             ..AwsSettings::local()
         };
-        assert_eq!(s.endpoint(Service::S3).as_deref(), Some("http://s3.local:9000"));
-        assert_eq!(s.endpoint(Service::Sns).as_deref(), Some("http://10.0.0.1:4566"));
+        assert_eq!(
+            s.endpoint(Service::S3).as_deref(),
+            Some("http://s3.local:9000")
+        );
+        assert_eq!(
+            s.endpoint(Service::Sns).as_deref(),
+            Some("http://10.0.0.1:4566")
+        );
         // The generic override is for the emulator, never for the face engine.
-        assert_eq!(s.endpoint(Service::Rekognition).as_deref(), Some(LOCAL_ENGINE_URL));
+        assert_eq!(
+            s.endpoint(Service::Rekognition).as_deref(),
+            Some(LOCAL_ENGINE_URL)
+        );
     }
 
     #[test]
     fn aws_deployment_uses_real_endpoints_unless_overridden() {
-        let s = AwsSettings { deployment: Deployment::Aws, ..AwsSettings::local() };
+        let s = AwsSettings {
+            deployment: Deployment::Aws,
+            ..AwsSettings::local()
+        };
         assert_eq!(s.endpoint(Service::DynamoDb), None);
         assert_eq!(s.endpoint(Service::Rekognition), None);
-        let s = AwsSettings { endpoint_url_rekognition: Some("http://engine:4599".into()), ..s };
-        assert_eq!(s.endpoint(Service::Rekognition).as_deref(), Some("http://engine:4599"));
+        let s = AwsSettings {
+            endpoint_url_rekognition: Some("http://engine:4599".into()),
+            ..s
+        };
+        assert_eq!(
+            s.endpoint(Service::Rekognition).as_deref(),
+            Some("http://engine:4599")
+        );
     }
 }

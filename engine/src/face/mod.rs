@@ -4,8 +4,34 @@
 //! Rekognition-compatible server: the server only ever calls [`FaceModels::load`],
 //! [`FaceModels::analyze`] and [`similarity`]. Everything is CPU-bound and blocking: callers on
 //! an async runtime use `spawn_blocking`.
+//!
+//! One image goes through these steps, each in its own module:
+//! 1. [`decode`]: JPEG/PNG bytes to an upright RGB image (EXIF orientation applied, size limits);
+//! 2. [`detect`]: YuNet finds every face, with five landmarks;
+//! 3. [`align`]: each face is warped onto the 112x112 ArcFace template;
+//! 4. [`embed`]: SFace turns the crop into a unit 128-d vector;
+//! 5. [`measure`]: pose from the landmarks, brightness and sharpness from the crop.
+//!
+//! [`calibration`] maps cosines onto Rekognition's similarity scale and measures that mapping;
+//! [`bench`] times the stages against the OpenCV reference; [`runtime`] loads ONNX Runtime.
+
+pub mod align;
+pub mod bench;
+pub mod calibration;
+pub mod decode;
+pub mod detect;
+pub mod embed;
+pub mod measure;
+mod runtime;
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub use calibration::{
+    CalibrationReport, calibrate, cosine_for_similarity, similarity_from_cosine,
+};
+pub use embed::cosine;
+pub use runtime::find_onnxruntime;
 
 /// Where the models and the ONNX Runtime library are, and how much CPU to give them.
 #[derive(clap::Args, Clone, Debug)]
@@ -24,7 +50,29 @@ pub struct ModelSettings {
 }
 
 /// A loaded detector and embedder, safe to share between threads.
-pub struct FaceModels {/* sessions */}
+pub struct FaceModels {
+    detector: runtime::SessionPool,
+    embedder: runtime::SessionPool,
+}
+
+/// Where the time of one [`FaceModels::analyze_timed`] call went. `align`, `embed` and
+/// `measure` add up every face of the image.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StageTimings {
+    pub decode: Duration,
+    /// Letterbox, YuNet, decoding its outputs and NMS.
+    pub detect: Duration,
+    pub align: Duration,
+    pub embed: Duration,
+    /// Pose and quality.
+    pub measure: Duration,
+}
+
+impl StageTimings {
+    pub fn total(&self) -> Duration {
+        self.decode + self.detect + self.align + self.embed + self.measure
+    }
+}
 
 /// Everything the engine learned from one image.
 #[derive(Clone, Debug)]
@@ -111,21 +159,145 @@ pub enum ModelError {
 /// Similarity of two faces on Rekognition's 0-100 scale, calibrated on real photos so that a
 /// threshold means a measured false-match rate (see engine/CALIBRATION.md).
 pub fn similarity(a: &Embedding, b: &Embedding) -> f32 {
-    let _ = (a, b);
-    unimplemented!("the face pipeline lands this")
+    similarity_from_cosine(cosine(a, b))
 }
 
 impl FaceModels {
     /// Load and check the models (sha256), and warm them up.
+    ///
+    /// ONNX Runtime is loaded once per process: the library path of the first call wins.
     pub fn load(settings: &ModelSettings) -> Result<Self, ModelError> {
-        let _ = settings;
-        unimplemented!("the face pipeline lands this")
+        let environment = runtime::environment(settings.ort_dylib_path.as_deref())?;
+        let detector_bytes = runtime::read_checked(&settings.models_dir, &runtime::DETECTOR_FILE)?;
+        let embedder_bytes = runtime::read_checked(&settings.models_dir, &runtime::EMBEDDER_FILE)?;
+        let workers = settings.workers.max(1);
+        let models = FaceModels {
+            detector: runtime::SessionPool::new(
+                environment,
+                &runtime::DETECTOR_FILE,
+                &detector_bytes,
+                workers,
+            )?,
+            embedder: runtime::SessionPool::new(
+                environment,
+                &runtime::EMBEDDER_FILE,
+                &embedder_bytes,
+                workers,
+            )?,
+        };
+        models.warm_up()?;
+        Ok(models)
+    }
+
+    /// Run every session once, so the first request does not pay for ONNX Runtime's lazy
+    /// allocations, and so a model that cannot run fails at start-up rather than per request.
+    fn warm_up(&self) -> Result<(), ModelError> {
+        let blank = image::RgbImage::new(64, 64);
+        let crop = align::AlignedFace {
+            pixels: vec![128; align::ALIGNED_SIDE * align::ALIGNED_SIDE * 3],
+        };
+        // Hold every session at once so each of them is warmed, not the same one n times.
+        let mut detectors: Vec<_> = (0..self.detector.len())
+            .map(|_| self.detector.acquire())
+            .collect();
+        for session in &mut detectors {
+            detect::detect(session, &blank)
+                .map_err(|e| ModelError::Runtime(format!("warm-up: {e}")))?;
+        }
+        let mut embedders: Vec<_> = (0..self.embedder.len())
+            .map(|_| self.embedder.acquire())
+            .collect();
+        for session in &mut embedders {
+            embed::embed(session, &crop)
+                .map_err(|e| ModelError::Runtime(format!("warm-up: {e}")))?;
+        }
+        Ok(())
     }
 
     /// Decode (JPEG/PNG, EXIF orientation honoured), detect, align, measure and embed every
     /// face. No face is not an error: `faces` is empty.
     pub fn analyze(&self, image: &[u8]) -> Result<ImageAnalysis, ImageError> {
-        let _ = image;
-        unimplemented!("the face pipeline lands this")
+        self.analyze_timed(image).map(|(analysis, _)| analysis)
+    }
+
+    /// [`FaceModels::analyze`], also saying how long each stage took.
+    pub fn analyze_timed(&self, image: &[u8]) -> Result<(ImageAnalysis, StageTimings), ImageError> {
+        let mut timings = StageTimings::default();
+        let started = Instant::now();
+        let photo = decode::decode(image)?;
+        timings.decode = started.elapsed();
+
+        let started = Instant::now();
+        let detections = {
+            let mut session = self.detector.acquire();
+            detect::detect(&mut session, &photo).map_err(|e| ImageError::Model(e.to_string()))?
+        };
+        timings.detect = started.elapsed();
+
+        let (width, height) = photo.dimensions();
+        let mut faces = Vec::with_capacity(detections.len());
+        for detection in &detections {
+            let started = Instant::now();
+            let crop = align::align(&photo, &detection.landmarks);
+            timings.align += started.elapsed();
+
+            let started = Instant::now();
+            let embedding = {
+                let mut session = self.embedder.acquire();
+                embed::embed(&mut session, &crop).map_err(|e| ImageError::Model(e.to_string()))?
+            };
+            timings.embed += started.elapsed();
+
+            let started = Instant::now();
+            faces.push(Face::measured(detection, &crop, embedding, width, height));
+            timings.measure += started.elapsed();
+        }
+        // Largest first (Rekognition's searches use the largest face).
+        faces.sort_by(|a, b| b.bounding_box.area().total_cmp(&a.bounding_box.area()));
+        Ok((
+            ImageAnalysis {
+                width,
+                height,
+                faces,
+            },
+            timings,
+        ))
+    }
+}
+
+impl Face {
+    /// Express a detection in ratios of the image and add its measures.
+    fn measured(
+        detection: &detect::Detection,
+        crop: &align::AlignedFace,
+        embedding: Embedding,
+        width: u32,
+        height: u32,
+    ) -> Face {
+        let (w, h) = (width as f32, height as f32);
+        let [left, top, box_width, box_height] = detection.bbox;
+        Face {
+            // Not clamped: like Rekognition's, a box may reach past the image's edge.
+            bounding_box: BoundingBox {
+                left: left / w,
+                top: top / h,
+                width: box_width / w,
+                height: box_height / h,
+            },
+            confidence: (detection.score * 100.0).clamp(0.0, 100.0),
+            landmarks: detection
+                .landmarks
+                .map(|[x, y]| Landmark { x: x / w, y: y / h }),
+            pose: measure::pose(&detection.landmarks),
+            quality: measure::quality(crop),
+            embedding,
+        }
+    }
+}
+
+impl BoundingBox {
+    /// Width times height, in squared image ratios.
+    pub fn area(&self) -> f32 {
+        self.width.max(0.0) * self.height.max(0.0)
     }
 }

@@ -1,0 +1,213 @@
+//! ONNX Runtime plumbing: load the shared library once per process, check the model files
+//! against their pinned sha256, and keep a small pool of sessions per model.
+//!
+//! `ort` (2.0.0-rc.15) runs a session through `&mut self`, so one session serves one image at a
+//! time. A [`SessionPool`] holds `workers` sessions behind mutexes: that makes the models
+//! `Send + Sync` and lets that many images be analysed at once. Each session gets one intra-op
+//! thread, because the engine parallelises across requests, not inside one inference.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use ort::environment::Environment;
+use ort::ep::CPU;
+use ort::logging::LogLevel;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use sha2::{Digest, Sha256};
+
+use super::ModelError;
+
+/// A model file the engine needs, pinned by content (the same values as `scripts/setup.sh`).
+pub(crate) struct ModelFile {
+    pub name: &'static str,
+    pub sha256: &'static str,
+}
+
+pub(crate) const DETECTOR_FILE: ModelFile = ModelFile {
+    name: "face_detection_yunet_2023mar.onnx",
+    sha256: "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+};
+
+pub(crate) const EMBEDDER_FILE: ModelFile = ModelFile {
+    name: "face_recognition_sface_2021dec.onnx",
+    sha256: "0ba9fbfa01b5270c96627c4ef784da859931e02f04419c829e83484087c34e79",
+};
+
+/// Where `scripts/setup.sh` leaves the ONNX Runtime library, relative to the checkout.
+const VENV_SITE_PACKAGES: &str = ".venv/lib";
+
+/// The first `libonnxruntime.so.*` under `<root>/.venv/lib/python3*/site-packages/onnxruntime/capi/`,
+/// which is where `scripts/setup.sh` installs the `onnxruntime` wheel.
+pub fn find_onnxruntime(root: &Path) -> Option<PathBuf> {
+    let lib = root.join(VENV_SITE_PACKAGES);
+    let mut pythons: Vec<PathBuf> = std::fs::read_dir(&lib)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("python3"))
+        .map(|entry| entry.path().join("site-packages/onnxruntime/capi"))
+        .collect();
+    // Deterministic choice when several Python versions are present.
+    pythons.sort();
+    pythons.into_iter().find_map(|capi| {
+        let mut libraries: Vec<PathBuf> = std::fs::read_dir(&capi)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| {
+                path.file_name()
+                    .is_some_and(|name| name.to_string_lossy().starts_with("libonnxruntime.so."))
+            })
+            .collect();
+        libraries.sort();
+        libraries.pop()
+    })
+}
+
+/// The process-wide ONNX Runtime environment. `ort` allows one per process, and the library
+/// can only be loaded once, so the first successful (or failed) initialisation is kept.
+static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
+
+/// Load ONNX Runtime from `dylib` (or the one in ./.venv) the first time; later calls reuse
+/// that environment whatever path they pass.
+pub(crate) fn environment(dylib: Option<&Path>) -> Result<&'static Environment, ModelError> {
+    ENVIRONMENT
+        .get_or_init(|| {
+            let path = match dylib {
+                Some(path) => path.to_path_buf(),
+                None => find_onnxruntime(Path::new(".")).ok_or_else(|| {
+                    "no libonnxruntime.so.* under ./.venv/lib/python3*/site-packages/onnxruntime/capi/: \
+                     run scripts/setup.sh, or set ORT_DYLIB_PATH (--ort-dylib-path)"
+                        .to_string()
+                })?,
+            };
+            if !path.is_file() {
+                return Err(format!(
+                    "{} does not exist: run scripts/setup.sh, or point ORT_DYLIB_PATH at libonnxruntime.so",
+                    path.display()
+                ));
+            }
+            ort::init_from(&path)
+                .map_err(|e| format!("loading {}: {e}", path.display()))?
+                .with_name("facegate-engine")
+                .with_telemetry(false)
+                .build()
+                .map_err(|e| format!("creating the environment: {e}"))
+        })
+        .as_ref()
+        .map_err(|reason| ModelError::Runtime(reason.clone()))
+}
+
+/// Read a model file and check it is the pinned one, so a truncated download or a different
+/// model never silently changes what a similarity means.
+pub(crate) fn read_checked(models_dir: &Path, model: &ModelFile) -> Result<Vec<u8>, ModelError> {
+    let path = models_dir.join(model.name);
+    let bytes = std::fs::read(&path).map_err(|e| ModelError::File {
+        path: path.clone(),
+        reason: format!("{e} (run scripts/setup.sh to fetch the models)"),
+    })?;
+    let digest = hex::encode(Sha256::digest(&bytes));
+    if digest != model.sha256 {
+        return Err(ModelError::File {
+            path,
+            reason: format!(
+                "sha256 {digest} is not the pinned {} (run scripts/setup.sh again)",
+                model.sha256
+            ),
+        });
+    }
+    Ok(bytes)
+}
+
+/// `count` identical sessions of one model, each usable by one thread at a time.
+pub(crate) struct SessionPool {
+    sessions: Vec<Mutex<Session>>,
+    /// Where the next caller starts looking, so waiting callers spread over the sessions.
+    next: AtomicUsize,
+}
+
+impl SessionPool {
+    pub fn new(
+        environment: &Environment,
+        model: &ModelFile,
+        bytes: &[u8],
+        count: usize,
+    ) -> Result<Self, ModelError> {
+        let fail = |e: &dyn std::fmt::Display| ModelError::Runtime(format!("{}: {e}", model.name));
+        let sessions = (0..count.max(1))
+            .map(|_| {
+                Session::builder(environment)
+                    .map_err(|e| fail(&e))?
+                    .with_intra_threads(1)
+                    .map_err(|e| fail(&e))?
+                    .with_inter_threads(1)
+                    .map_err(|e| fail(&e))?
+                    .with_optimization_level(GraphOptimizationLevel::All)
+                    .map_err(|e| fail(&e))?
+                    // Without the arena, buffers go back to the system after each run: the
+                    // engine idles smaller, at no measurable cost for these small models.
+                    .with_execution_providers([CPU::default().with_arena_allocator(false).build()])
+                    .map_err(|e| fail(&e))?
+                    // SFace lists its weights as graph inputs, which makes ONNX Runtime print
+                    // a warning per weight at load: harmless, and noise in the engine's log.
+                    .with_log_level(LogLevel::Error)
+                    .map_err(|e| fail(&e))?
+                    .commit_from_memory(bytes)
+                    .map(Mutex::new)
+                    .map_err(|e| fail(&e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            sessions,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// A free session if there is one, otherwise wait for one (round robin).
+    pub fn acquire(&self) -> MutexGuard<'_, Session> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.sessions.len();
+        for offset in 0..n {
+            if let Ok(session) = self.sessions[(start + offset) % n].try_lock() {
+                return session;
+            }
+        }
+        // A panic while a session was held cannot leave ONNX Runtime's state half-written in a
+        // way we could observe, so a poisoned session is still usable.
+        self.sessions[start % n]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_model_file_says_to_run_setup() {
+        let dir = std::env::temp_dir().join("facegate-no-models-here");
+        let err = read_checked(&dir, &DETECTOR_FILE).unwrap_err();
+        assert!(err.to_string().contains("scripts/setup.sh"), "{err}");
+    }
+
+    #[test]
+    fn wrong_model_bytes_are_refused() {
+        let dir = std::env::temp_dir().join(format!("facegate-bad-model-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(DETECTOR_FILE.name), b"not a model").unwrap();
+        let err = read_checked(&dir, &DETECTOR_FILE).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(err.to_string().contains("sha256"), "{err}");
+    }
+
+    #[test]
+    fn no_venv_means_no_library() {
+        assert_eq!(find_onnxruntime(Path::new("/nonexistent")), None);
+    }
+}

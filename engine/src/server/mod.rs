@@ -1,0 +1,97 @@
+//! The Rekognition-compatible HTTP server.
+//!
+//! `POST /` speaks AWS JSON 1.1 ([`protocol`]) and routes to one handler per operation
+//! ([`ops`]); `GET /healthz` says the engine is up. Requests are bounded: at most
+//! `max_concurrent_requests` run at once (the rest wait), and a body larger than
+//! `max_body_bytes` is refused as `ImageTooLargeException` (images are what make bodies big).
+
+pub mod error;
+pub mod image;
+pub mod ops;
+pub mod protocol;
+pub mod quality;
+pub mod wire;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tower::limit::ConcurrencyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::collection::Store;
+use error::ApiError;
+use image::ImageReader;
+
+/// What every request handler shares.
+pub struct EngineState {
+    pub images: ImageReader,
+    pub store: Arc<Store>,
+    /// For the collection ARNs.
+    pub region: String,
+    pub max_body_bytes: usize,
+}
+
+/// The HTTP routes over `state`.
+pub fn router(state: Arc<EngineState>, max_concurrent_requests: usize) -> Router {
+    Router::new()
+        .route("/", post(rekognition))
+        .route("/healthz", get(|| async { "ok" }))
+        // The body is read (with its own limit) inside the handler, to answer in Rekognition's
+        // error format instead of a bare 413.
+        .layer(DefaultBodyLimit::disable())
+        .layer(ConcurrencyLimitLayer::new(max_concurrent_requests.max(1)))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serve `router` on `listener` until `shutdown` completes, then finish the requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn rekognition(
+    State(state): State<Arc<EngineState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let operation = match protocol::operation(&headers) {
+        Ok(op) => op.to_owned(),
+        Err(e) => return e.into_response(),
+    };
+    let body = match axum::body::to_bytes(body, state.max_body_bytes).await {
+        Ok(body) => body,
+        Err(_) => {
+            return ApiError::ImageTooLarge(format!(
+                "the request body is larger than {} bytes (or was cut off)",
+                state.max_body_bytes
+            ))
+            .into_response();
+        }
+    };
+    let started = std::time::Instant::now();
+    let result = ops::dispatch(&state, &operation, &body).await;
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match result {
+        Ok(response) => {
+            tracing::debug!(%operation, elapsed_ms, "ok");
+            response
+        }
+        Err(error) => {
+            tracing::info!(%operation, elapsed_ms, code = error.code(), %error, "refused");
+            error.into_response()
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! `AuthEvent`: the outcome of one sign-in answer, published by the verifier on the
+//! `auth-events` topic. Failures reach the failure-alert worker through the `alerts` queue,
+//! whose subscription filters on the `result` message attribute.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Topic;
+use crate::events::sns::Publishable;
+use crate::ids::{ChallengeId, UserId};
+use crate::quality::QualityIssue;
+
+/// The name of the message attribute carrying [`AuthEvent::result_code`].
+pub const RESULT_ATTRIBUTE: &str = "result";
+
+/// One sign-in answer and what came of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuthEvent {
+    /// Unique per answer: counting failures is idempotent on it.
+    pub event_id: uuid::Uuid,
+    pub user_id: UserId,
+    /// `"result": "success"`, or `"result": "failure"` with a `"reason"`.
+    #[serde(flatten)]
+    pub outcome: AuthOutcome,
+    /// The face match score (0-100), when a match was computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f32>,
+    /// The client's address, when known (Cognito passes it in `userContextData`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<IpAddr>,
+    pub channel: AuthChannel,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge_id: Option<ChallengeId>,
+    pub time: DateTime<Utc>,
+}
+
+/// Signed in, or refused for a reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum AuthOutcome {
+    Success,
+    Failure { reason: AuthFailureReason },
+}
+
+/// Why a sign-in answer was refused. On the wire, a kebab-case code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthFailureReason {
+    /// The selfie is not the registered face (similarity below the threshold).
+    NoMatch,
+    /// The answer is not the key this challenge issued (another user's, an old one, a path).
+    WrongAnswer,
+    ChallengeExpired,
+    /// The challenge was already answered once.
+    ChallengeReused,
+    /// Nothing was uploaded at the issued key.
+    SelfieMissing,
+    /// The object was written before the challenge was issued (a replay).
+    SelfieStale,
+    SelfieTooLarge,
+    NotAnImage,
+    NotRegistered,
+    /// Registered, but not (yet, or any more) ACTIVE.
+    NotActive,
+    Locked,
+    /// Rekognition failed or timed out: never a success.
+    FaceServiceError,
+    /// The selfie failed the quality gate (`no-face`, `multiple-faces`, ...).
+    #[serde(untagged)]
+    Quality(QualityIssue),
+}
+
+/// How the answer reached the verifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthChannel {
+    /// Cognito's verify-auth-challenge trigger.
+    Cognito,
+    /// `POST /v1/verify`.
+    Api,
+}
+
+impl AuthEvent {
+    /// `success` or `failure`: the `result` message attribute.
+    pub fn result_code(&self) -> &'static str {
+        match self.outcome {
+            AuthOutcome::Success => "success",
+            AuthOutcome::Failure { .. } => "failure",
+        }
+    }
+}
+
+impl Publishable for AuthEvent {
+    const TOPIC: Topic = Topic::AuthEvents;
+
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        vec![(RESULT_ATTRIBUTE, self.result_code().to_string())]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(reason: AuthFailureReason) -> AuthEvent {
+        AuthEvent {
+            event_id: uuid::Uuid::nil(),
+            user_id: UserId::parse("zoë user").unwrap(),
+            outcome: AuthOutcome::Failure { reason },
+            similarity: Some(42.5),
+            source: Some("203.0.113.7".parse().unwrap()),
+            channel: AuthChannel::Cognito,
+            challenge_id: Some(ChallengeId::parse("c-1").unwrap()),
+            time: "2026-11-21T12:00:00Z".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_wire_shape_is_flat_and_readable() {
+        let json = serde_json::to_value(failure(AuthFailureReason::NoMatch)).unwrap();
+        assert_eq!(json["result"], "failure");
+        assert_eq!(json["reason"], "no-match");
+        assert_eq!(json["source"], "203.0.113.7");
+        let json = serde_json::to_value(failure(AuthFailureReason::Quality(
+            QualityIssue::MultipleFaces,
+        )))
+        .unwrap();
+        assert_eq!(json["reason"], "multiple-faces");
+    }
+
+    #[test]
+    fn every_shape_round_trips() {
+        let mut events: Vec<AuthEvent> = [
+            AuthFailureReason::WrongAnswer,
+            AuthFailureReason::SelfieStale,
+            AuthFailureReason::Quality(QualityIssue::NoFace),
+        ]
+        .into_iter()
+        .map(failure)
+        .collect();
+        events.push(AuthEvent {
+            outcome: AuthOutcome::Success,
+            source: None,
+            challenge_id: None,
+            ..failure(AuthFailureReason::NoMatch)
+        });
+        for event in events {
+            let again: AuthEvent =
+                serde_json::from_str(&serde_json::to_string(&event).unwrap()).unwrap();
+            assert_eq!(event, again);
+        }
+    }
+
+    #[test]
+    fn result_is_the_filtered_attribute() {
+        assert_eq!(
+            failure(AuthFailureReason::NoMatch).attributes(),
+            vec![("result", "failure".to_string())]
+        );
+        let ok = AuthEvent {
+            outcome: AuthOutcome::Success,
+            ..failure(AuthFailureReason::NoMatch)
+        };
+        assert_eq!(ok.attributes(), vec![("result", "success".to_string())]);
+    }
+
+    #[test]
+    fn arrives_wrapped_in_an_sns_envelope_with_its_result_attribute() {
+        let body = include_str!("../../tests/fixtures/sns-auth-event-ministack.json");
+        let note = crate::events::sns::Notification::<AuthEvent>::parse(body).unwrap();
+        assert_eq!(
+            note.event.outcome,
+            AuthOutcome::Failure {
+                reason: AuthFailureReason::NoMatch
+            }
+        );
+        assert_eq!(note.attribute(RESULT_ATTRIBUTE), Some("failure"));
+    }
+
+    #[test]
+    fn unknown_reasons_are_refused() {
+        let mut json = serde_json::to_value(failure(AuthFailureReason::NoMatch)).unwrap();
+        json["reason"] = "made-up".into();
+        assert!(serde_json::from_value::<AuthEvent>(json).is_err());
+    }
+}

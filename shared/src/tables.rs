@@ -1,0 +1,180 @@
+//! The DynamoDB tables: keys, secondary indexes and TTL, in one place.
+//!
+//! Provisioning creates the tables from [`spec`]; the code that reads and writes them uses the
+//! attribute-name constants of each table's module, so a key is never spelled twice. Every
+//! table is on-demand (pay per request). Times that DynamoDB's TTL reads are epoch seconds
+//! (`N`); every other time is an RFC 3339 string.
+//!
+//! | table | partition key | sort key | index | TTL |
+//! | --- | --- | --- | --- | --- |
+//! | `registrations` | `user_id` S | `upload_id` S | `by-face`: `face_id` S | – |
+//! | `users` | `user_id` S | – | – | – |
+//! | `auth-failures` | `subject` S | `window_start` N | – | `expires_at` |
+//! | `challenges` | `challenge_id` S | – | – | `expires_at` |
+//! | `processed-messages` | `message_key` S | – | – | `expires_at` |
+
+use crate::config::Table;
+
+/// One registration photo and its way through the pipeline (see
+/// [`crate::registration::RegistrationRecord`]). One item per upload, so a redelivered event
+/// finds its own item instead of creating a second one; all of a user's registrations share a
+/// partition, so `GET /v1/registrations/<user>` is one query.
+pub mod registrations {
+    pub const USER_ID: &str = "user_id";
+    pub const UPLOAD_ID: &str = "upload_id";
+    /// The Rekognition face id, once indexed. Sparse key of [`BY_FACE`].
+    pub const FACE_ID: &str = "face_id";
+    /// Index from a face id back to its registration: dedup-search gets face ids from
+    /// `SearchFaces` and needs to know whose they are.
+    pub const BY_FACE: &str = "by-face";
+    pub const STATE: &str = "state";
+    pub const REASONS: &str = "reasons";
+    pub const DETAIL: &str = "detail";
+    pub const BUCKET: &str = "bucket";
+    pub const KEY: &str = "key";
+    pub const DUPLICATE_OF_USER: &str = "duplicate_of_user";
+    pub const DUPLICATE_OF_FACE: &str = "duplicate_of_face";
+    pub const DUPLICATE_SIMILARITY: &str = "duplicate_similarity";
+    pub const CREATED_AT: &str = "created_at";
+    pub const UPDATED_AT: &str = "updated_at";
+}
+
+/// One item per user: which registration signs in (the ACTIVE one, if any) and whether the
+/// user is locked. The sign-in path reads exactly this item.
+pub mod users {
+    pub const USER_ID: &str = "user_id";
+    /// The upload whose face signs in; changed together with the registration in one
+    /// transaction, so a newer registration replaces the older one atomically.
+    pub const ACTIVE_UPLOAD_ID: &str = "active_upload_id";
+    pub const ACTIVE_FACE_ID: &str = "active_face_id";
+    /// Epoch seconds until which sign-in is refused (a lock expires by itself; not a TTL:
+    /// the item must outlive the lock).
+    pub const LOCKED_UNTIL: &str = "locked_until";
+    pub const LOCK_REASON: &str = "lock_reason";
+    pub const UPDATED_AT: &str = "updated_at";
+}
+
+/// Failure counters for sliding windows: one item per subject and fixed-size time bucket,
+/// incremented atomically (`ADD failures :one`); a window is the sum of its recent buckets.
+/// Old buckets expire by TTL.
+pub mod auth_failures {
+    /// `user#<user_id>` or `source#<address>`.
+    pub const SUBJECT: &str = "subject";
+    /// Start of the bucket, epoch seconds.
+    pub const WINDOW_START: &str = "window_start";
+    pub const FAILURES: &str = "failures";
+    pub const EXPIRES_AT: &str = "expires_at";
+}
+
+/// Issued sign-in challenges, so each is answered at most once and an old key is refused.
+pub mod challenges {
+    pub const CHALLENGE_ID: &str = "challenge_id";
+    pub const USER_ID: &str = "user_id";
+    pub const KEY: &str = "key";
+    pub const ISSUED_AT: &str = "issued_at";
+    /// Set (conditionally) when the challenge is answered.
+    pub const ANSWERED_AT: &str = "answered_at";
+    pub const EXPIRES_AT: &str = "expires_at";
+}
+
+/// Idempotency records: a handler that must act at most once per message (publish an alert,
+/// count a failure) first writes `<consumer>#<message id>` here with a condition that it does
+/// not exist yet.
+pub mod processed_messages {
+    pub const MESSAGE_KEY: &str = "message_key";
+    pub const EXPIRES_AT: &str = "expires_at";
+}
+
+/// The DynamoDB type of a key attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    String,
+    Number,
+}
+
+/// A key attribute: its name and type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyAttribute {
+    pub name: &'static str,
+    pub kind: KeyType,
+}
+
+/// A global secondary index; it projects every attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexSpec {
+    pub name: &'static str,
+    pub partition_key: KeyAttribute,
+    pub sort_key: Option<KeyAttribute>,
+}
+
+/// Everything provisioning needs to create a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableSpec {
+    pub table: Table,
+    pub partition_key: KeyAttribute,
+    pub sort_key: Option<KeyAttribute>,
+    pub indexes: &'static [IndexSpec],
+    /// The attribute DynamoDB's TTL reads (epoch seconds), when items expire.
+    pub ttl_attribute: Option<&'static str>,
+}
+
+const fn string(name: &'static str) -> KeyAttribute {
+    KeyAttribute {
+        name,
+        kind: KeyType::String,
+    }
+}
+
+const fn number(name: &'static str) -> KeyAttribute {
+    KeyAttribute {
+        name,
+        kind: KeyType::Number,
+    }
+}
+
+const REGISTRATION_INDEXES: &[IndexSpec] = &[IndexSpec {
+    name: registrations::BY_FACE,
+    partition_key: string(registrations::FACE_ID),
+    sort_key: None,
+}];
+
+/// The design of `table`.
+pub fn spec(table: Table) -> TableSpec {
+    let plain = |partition_key, ttl_attribute| TableSpec {
+        table,
+        partition_key,
+        sort_key: None,
+        indexes: &[],
+        ttl_attribute,
+    };
+    match table {
+        Table::Registrations => TableSpec {
+            table,
+            partition_key: string(registrations::USER_ID),
+            sort_key: Some(string(registrations::UPLOAD_ID)),
+            indexes: REGISTRATION_INDEXES,
+            ttl_attribute: None,
+        },
+        Table::Users => plain(string(users::USER_ID), None),
+        Table::AuthFailures => TableSpec {
+            sort_key: Some(number(auth_failures::WINDOW_START)),
+            ..plain(
+                string(auth_failures::SUBJECT),
+                Some(auth_failures::EXPIRES_AT),
+            )
+        },
+        Table::Challenges => plain(
+            string(challenges::CHALLENGE_ID),
+            Some(challenges::EXPIRES_AT),
+        ),
+        Table::ProcessedMessages => plain(
+            string(processed_messages::MESSAGE_KEY),
+            Some(processed_messages::EXPIRES_AT),
+        ),
+    }
+}
+
+/// Every table of the stack, in creation order.
+pub fn all() -> Vec<TableSpec> {
+    Table::ALL.into_iter().map(spec).collect()
+}
