@@ -225,3 +225,33 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = interrupt.await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        engine: EngineArgs,
+    }
+
+    #[derive(Parser)]
+    struct BenchCli {
+        #[command(flatten)]
+        bench: bench::BenchArgs,
+    }
+
+    #[test]
+    fn settings_do_not_clash_and_default_to_loopback() {
+        Cli::command().debug_assert();
+        BenchCli::command().debug_assert();
+        let cli = Cli::try_parse_from(["engine"]).unwrap();
+        assert_eq!(cli.engine.listen, SocketAddr::from(([127, 0, 0, 1], 4599)));
+        assert_eq!(cli.engine.data_dir, PathBuf::from(".facegate/engine"));
+        let bench = BenchCli::try_parse_from(["bench"]).unwrap().bench;
+        assert_eq!(bench.sizes, [10_000, 100_000, 1_000_000]);
+        assert_eq!(bench.clients, 2);
+    }
+}

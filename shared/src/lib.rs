@@ -10,14 +10,24 @@
 //! - [`quality`]: the named reasons a photo fails the quality gate.
 //! - [`provision`]: `facegate provision`.
 //! - [`telemetry`]: logs and spans.
+//! - [`worker`]: the SQS worker runtime every queue worker runs on.
+//! - [`rate_limit`]: the one budget for calls to the face service.
+//! - [`ops`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`shutdown`]: SIGTERM/SIGINT as a cancellation token.
+//! - [`report`]: errors with their causes, on one log line.
 
 pub mod aws;
 pub mod config;
 pub mod events;
 pub mod ids;
 pub mod objects;
+pub mod ops;
 pub mod provision;
 pub mod quality;
+pub mod rate_limit;
 pub mod registration;
+pub mod report;
+pub mod shutdown;
 pub mod tables;
 pub mod telemetry;
+pub mod worker;
