@@ -1,6 +1,10 @@
 //! `facegate`: one binary, one subcommand per role. Every setting is also an environment
 //! variable; `facegate <role> --help` lists them with their defaults.
 
+mod probe;
+
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -18,6 +22,20 @@ enum Command {
     Provision(facegate_shared::provision::ProvisionArgs),
     /// Run the local face engine: Rekognition's API over real face models.
     Engine(facegate_engine::EngineArgs),
+    /// Measure the face engine's similarity on labelled photos: every pair, and the false-match
+    /// and false-non-match rate at each threshold.
+    Calibrate {
+        /// Folder of photos named <person>_<n>.<jpg|png>.
+        #[arg(default_value = "tests/fixtures/faces")]
+        faces: PathBuf,
+        #[command(flatten)]
+        models: facegate_engine::face::ModelSettings,
+    },
+    /// Check an HTTP health endpoint (exit 0 on 200): the containers' health check.
+    Health {
+        #[arg(long, default_value = "http://127.0.0.1:9464/healthz")]
+        url: String,
+    },
 }
 
 #[tokio::main]
@@ -27,6 +45,15 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Provision(args) => facegate_shared::provision::run(args).await?,
         Command::Engine(args) => facegate_engine::run(args).await?,
+        Command::Calibrate { faces, models } => {
+            let report = tokio::task::spawn_blocking(move || {
+                let models = facegate_engine::face::FaceModels::load(&models)?;
+                anyhow::Ok(facegate_engine::face::calibrate(&models, &faces)?)
+            })
+            .await??;
+            print!("{report}");
+        }
+        Command::Health { url } => probe::probe(&url).await?,
     }
     Ok(())
 }

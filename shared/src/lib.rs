@@ -10,6 +10,7 @@
 //! - [`quality`]: the named reasons a photo fails the quality gate.
 //! - [`provision`]: `facegate provision`.
 //! - [`telemetry`]: logs and spans.
+//! - [`stack`]: a role's clients and resolved queue URLs and topic ARNs.
 //! - [`worker`]: the SQS worker runtime every queue worker runs on.
 //! - [`rate_limit`]: the one budget for calls to the face service.
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz`.
@@ -28,6 +29,7 @@ pub mod rate_limit;
 pub mod registration;
 pub mod report;
 pub mod shutdown;
+pub mod stack;
 pub mod tables;
 pub mod telemetry;
 pub mod worker;

@@ -40,13 +40,14 @@ pub struct EngineState {
 
 /// The HTTP routes over `state`.
 pub fn router(state: Arc<EngineState>, max_concurrent_requests: usize) -> Router {
+    // Only API calls queue for a slot: a health check must answer even when the engine is busy.
+    let api = post(rekognition).layer(ConcurrencyLimitLayer::new(max_concurrent_requests.max(1)));
     Router::new()
-        .route("/", post(rekognition))
+        .route("/", api)
         .route("/healthz", get(|| async { "ok" }))
         // The body is read (with its own limit) inside the handler, to answer in Rekognition's
         // error format instead of a bare 413.
         .layer(DefaultBodyLimit::disable())
-        .layer(ConcurrencyLimitLayer::new(max_concurrent_requests.max(1)))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
