@@ -9,7 +9,7 @@ SHELL := /bin/bash
 ORT_LIB = $$(ls $(CURDIR)/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n1)
 CARGO ?= cargo
 
-.PHONY: help setup build dev test lint unit stack-start stack-stop bench-engine calibrate
+.PHONY: help setup build dev test stack-start stack-stop bench-engine calibrate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -42,3 +42,11 @@ stack-start: setup ## start the local AWS emulator (state kept in .facegate/mini
 
 stack-stop: ## stop the local AWS emulator
 	@scripts/stack.sh stop
+
+bench-engine: setup ## the face engine benchmark (release build, with the Python/OpenCV reference)
+	@.venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/requirements-bench.txt
+	$(CARGO) build --release --bin facegate
+	ORT_DYLIB_PATH="$(ORT_LIB)" ./target/release/facegate bench engine
+
+calibrate: build ## similarity of every labelled photo pair, and FMR/FNMR per threshold
+	ORT_DYLIB_PATH="$(ORT_LIB)" ./target/debug/facegate calibrate tests/fixtures/faces

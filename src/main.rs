@@ -31,11 +31,21 @@ enum Command {
         #[command(flatten)]
         models: facegate_engine::face::ModelSettings,
     },
+    /// Benchmarks: each prints its figures (medians and p99) and the reference it is compared to.
+    #[command(subcommand)]
+    Bench(Bench),
     /// Check an HTTP health endpoint (exit 0 on 200): the containers' health check.
     Health {
         #[arg(long, default_value = "http://127.0.0.1:9464/healthz")]
         url: String,
     },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// The face engine: per-stage latency against the Python/OpenCV reference, HTTP requests
+    /// per second, search time at 10k/100k/1M faces, memory.
+    Engine(facegate_engine::bench::BenchArgs),
 }
 
 #[tokio::main]
@@ -53,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
             .await??;
             print!("{report}");
         }
+        Command::Bench(Bench::Engine(args)) => print!("{}", facegate_engine::bench::bench(args).await?),
         Command::Health { url } => probe::probe(&url).await?,
     }
     Ok(())

@@ -61,6 +61,16 @@ pub struct BenchArgs {
     /// Searches timed per size.
     #[arg(long, env = "FACEGATE_BENCH_SEARCHES", default_value_t = 50)]
     pub searches: usize,
+    /// Iterations of the per-stage timing (and of the reference pipeline) per image size.
+    #[arg(long, env = "FACEGATE_BENCH_STAGE_ITERATIONS", default_value_t = 30)]
+    pub stage_iterations: usize,
+    /// Python with opencv-python-headless (scripts/requirements-bench.txt) for the reference
+    /// pipeline; `make bench-engine` installs it into .venv.
+    #[arg(long, env = "FACEGATE_BENCH_REFERENCE_PYTHON", default_value = ".venv/bin/python")]
+    pub reference_python: PathBuf,
+    /// The reference pipeline (OpenCV FaceDetectorYN + FaceRecognizerSF on the same models).
+    #[arg(long, env = "FACEGATE_BENCH_REFERENCE_SCRIPT", default_value = "scripts/reference_pipeline.py")]
+    pub reference_script: PathBuf,
 }
 
 /// Everything the benchmark measured.
@@ -132,6 +142,7 @@ pub async fn bench_with_models(
     }
     report.http = result?;
 
+    let (models_for_stages, stage_photo) = (models.clone(), source.clone());
     let (searched, real) = tokio::task::spawn_blocking(move || {
         let embed = |bytes: &[u8]| -> Result<Embedding, EngineError> {
             let analysis = models
@@ -154,8 +165,50 @@ pub async fn bench_with_models(
                 .await?,
         );
     }
+    report.sections.push(stage_section(&args, models_for_stages, &stage_photo).await?);
     report.peak_rss_bytes = rss("VmHWM:");
     Ok(report)
+}
+
+/// Per-stage latency on a 640x480 and a 1920x1080 JPEG made from the first benchmark photo,
+/// beside the Python/OpenCV reference pipeline run on the same files in the same run.
+async fn stage_section(
+    args: &BenchArgs,
+    models: Arc<FaceModels>,
+    photo: &[u8],
+) -> Result<ReportSection, EngineError> {
+    use crate::face::bench::{Comparison, bench_images, bench_stages, run_reference, write_bench_images};
+    let failed = |e: &dyn fmt::Display| EngineError::Bench(e.to_string());
+    let (photo, iterations) = (photo.to_vec(), args.stage_iterations);
+    let (images, ours) = tokio::task::spawn_blocking(move || {
+        let images = bench_images(&models, &photo).map_err(|e| failed(&e))?;
+        let ours = bench_stages(&models, &images, iterations).map_err(|e| failed(&e))?;
+        Ok::<_, EngineError>((images, ours))
+    })
+    .await??;
+    let dir = std::env::temp_dir().join(format!("facegate-bench-images-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).map_err(|e| failed(&e))?;
+    let paths = write_bench_images(&images, &dir).map_err(|e| failed(&e))?;
+    let labelled: Vec<_> = images.iter().map(|i| i.label.clone()).zip(paths).collect();
+    let (python, script) = (args.reference_python.clone(), args.reference_script.clone());
+    let reference = tokio::task::spawn_blocking(move || {
+        run_reference(&python, &script, &labelled, iterations)
+    })
+    .await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut lines: Vec<String> = Vec::new();
+    let table = match &reference {
+        Ok(theirs) => Comparison { engine: &ours, reference: Some(theirs) }.to_string(),
+        Err(e) => {
+            lines.push(format!("reference pipeline not run: {e}"));
+            Comparison { engine: &ours, reference: None }.to_string()
+        }
+    };
+    lines.extend(table.lines().map(str::to_string));
+    Ok(ReportSection {
+        title: "Pipeline stages, one image at a time (ratio = engine / Python+OpenCV reference; below 1 is faster)".into(),
+        lines,
+    })
 }
 
 fn read_images(paths: &[PathBuf]) -> Result<[Vec<u8>; 2], EngineError> {
