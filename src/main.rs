@@ -1,6 +1,7 @@
 //! `facegate`: one binary, one subcommand per role. Every setting is also an environment
 //! variable; `facegate <role> --help` lists them with their defaults.
 
+mod dev;
 mod probe;
 
 use std::path::PathBuf;
@@ -22,6 +23,8 @@ enum Command {
     Provision(facegate_shared::provision::ProvisionArgs),
     /// Run the local face engine: Rekognition's API over real face models.
     Engine(facegate_engine::EngineArgs),
+    /// Run everything in one process: the engine, provisioning, and every role.
+    Dev(dev::DevArgs),
     /// Measure the face engine's similarity on labelled photos: every pair, and the false-match
     /// and false-non-match rate at each threshold.
     Calibrate {
@@ -64,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{report}");
         }
         Command::Bench(Bench::Engine(args)) => print!("{}", facegate_engine::bench::bench(args).await?),
+        Command::Dev(args) => dev::run(args).await?,
         Command::Health { url } => probe::probe(&url).await?,
     }
     Ok(())
