@@ -27,7 +27,11 @@ pub struct DevArgs {
     #[arg(long, env = "FACEGATE_ENGINE_LISTEN", default_value = "127.0.0.1:4599")]
     pub engine_listen: SocketAddr,
     /// Where the engine keeps its collections.
-    #[arg(long, env = "FACEGATE_ENGINE_DATA_DIR", default_value = ".facegate/engine")]
+    #[arg(
+        long,
+        env = "FACEGATE_ENGINE_DATA_DIR",
+        default_value = ".facegate/engine"
+    )]
     pub engine_data_dir: PathBuf,
     #[command(flatten)]
     pub ops: OpsSettings,
@@ -57,13 +61,26 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     let ops_settings = args.ops.clone();
     let ops_stop = stop.clone();
-    roles.spawn(async move { ops::serve(&ops_settings, health, ops_stop).await.map_err(anyhow::Error::from) });
+    roles.spawn(async move {
+        ops::serve(&ops_settings, health, ops_stop)
+            .await
+            .map_err(anyhow::Error::from)
+    });
 
     println!("facegate dev is running (Ctrl-C stops it)");
     println!("  face engine (Rekognition API)  {}", engine.url());
-    println!("  metrics / health               http://{}/metrics  /healthz  /readyz", args.ops.ops_listen);
-    println!("  stack `{}`, AWS emulator at     {}", stack.names.prefix(),
-        stack.aws.endpoint(facegate_shared::aws::Service::Sqs).unwrap_or_else(|| "AWS".into()));
+    println!(
+        "  metrics / health               http://{}/metrics  /healthz  /readyz",
+        args.ops.ops_listen
+    );
+    println!(
+        "  stack `{}`, AWS emulator at     {}",
+        stack.names.prefix(),
+        stack
+            .aws
+            .endpoint(facegate_shared::aws::Service::Sqs)
+            .unwrap_or_else(|| "AWS".into())
+    );
 
     stop.cancelled().await;
     while let Some(done) = roles.join_next().await {

@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "facegate", version, about = "Sign in with your face: facegate's roles and tools.")]
+#[command(
+    name = "facegate",
+    version,
+    about = "Sign in with your face: facegate's roles and tools."
+)]
 struct Cli {
     #[command(flatten)]
     log: facegate_shared::telemetry::LogSettings,
@@ -66,7 +70,9 @@ async fn main() -> anyhow::Result<()> {
             .await??;
             print!("{report}");
         }
-        Command::Bench(Bench::Engine(args)) => print!("{}", facegate_engine::bench::bench(args).await?),
+        Command::Bench(Bench::Engine(args)) => {
+            print!("{}", facegate_engine::bench::bench(args).await?)
+        }
         Command::Dev(args) => dev::run(args).await?,
         Command::Health { url } => probe::probe(&url).await?,
     }

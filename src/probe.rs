@@ -21,7 +21,9 @@ pub enum ProbeError {
 
 /// GETs `url` and succeeds on a 200 status.
 pub async fn probe(url: &str) -> Result<(), ProbeError> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| ProbeError::Url(url.into()))?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| ProbeError::Url(url.into()))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -29,14 +31,23 @@ pub async fn probe(url: &str) -> Result<(), ProbeError> {
     if authority.is_empty() {
         return Err(ProbeError::Url(url.into()));
     }
-    let io = |source| ProbeError::Io { url: url.into(), source };
+    let io = |source| ProbeError::Io {
+        url: url.into(),
+        source,
+    };
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(authority).await.map_err(io)?;
+        let mut stream = tokio::net::TcpStream::connect(authority)
+            .await
+            .map_err(io)?;
         let request = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n");
         stream.write_all(request.as_bytes()).await.map_err(io)?;
         let mut head = vec![0u8; 64];
         let n = stream.read(&mut head).await.map_err(io)?;
-        Ok(String::from_utf8_lossy(&head[..n]).lines().next().unwrap_or_default().to_string())
+        Ok(String::from_utf8_lossy(&head[..n])
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string())
     };
     let status_line = tokio::time::timeout(Duration::from_secs(5), exchange)
         .await
@@ -44,6 +55,9 @@ pub async fn probe(url: &str) -> Result<(), ProbeError> {
     if status_line.split_whitespace().nth(1) == Some("200") {
         Ok(())
     } else {
-        Err(ProbeError::Status { url: url.into(), status: status_line })
+        Err(ProbeError::Status {
+            url: url.into(),
+            status: status_line,
+        })
     }
 }

@@ -66,10 +66,18 @@ pub struct BenchArgs {
     pub stage_iterations: usize,
     /// Python with opencv-python-headless (scripts/requirements-bench.txt) for the reference
     /// pipeline; `make bench-engine` installs it into .venv.
-    #[arg(long, env = "FACEGATE_BENCH_REFERENCE_PYTHON", default_value = ".venv/bin/python")]
+    #[arg(
+        long,
+        env = "FACEGATE_BENCH_REFERENCE_PYTHON",
+        default_value = ".venv/bin/python"
+    )]
     pub reference_python: PathBuf,
     /// The reference pipeline (OpenCV FaceDetectorYN + FaceRecognizerSF on the same models).
-    #[arg(long, env = "FACEGATE_BENCH_REFERENCE_SCRIPT", default_value = "scripts/reference_pipeline.py")]
+    #[arg(
+        long,
+        env = "FACEGATE_BENCH_REFERENCE_SCRIPT",
+        default_value = "scripts/reference_pipeline.py"
+    )]
     pub reference_script: PathBuf,
 }
 
@@ -165,7 +173,9 @@ pub async fn bench_with_models(
                 .await?,
         );
     }
-    report.sections.push(stage_section(&args, models_for_stages, &stage_photo).await?);
+    report
+        .sections
+        .push(stage_section(&args, models_for_stages, &stage_photo).await?);
     report.peak_rss_bytes = rss("VmHWM:");
     Ok(report)
 }
@@ -177,7 +187,9 @@ async fn stage_section(
     models: Arc<FaceModels>,
     photo: &[u8],
 ) -> Result<ReportSection, EngineError> {
-    use crate::face::bench::{Comparison, bench_images, bench_stages, run_reference, write_bench_images};
+    use crate::face::bench::{
+        Comparison, bench_images, bench_stages, run_reference, write_bench_images,
+    };
     let failed = |e: &dyn fmt::Display| EngineError::Bench(e.to_string());
     let (photo, iterations) = (photo.to_vec(), args.stage_iterations);
     let (images, ours) = tokio::task::spawn_blocking(move || {
@@ -191,17 +203,24 @@ async fn stage_section(
     let paths = write_bench_images(&images, &dir).map_err(|e| failed(&e))?;
     let labelled: Vec<_> = images.iter().map(|i| i.label.clone()).zip(paths).collect();
     let (python, script) = (args.reference_python.clone(), args.reference_script.clone());
-    let reference = tokio::task::spawn_blocking(move || {
-        run_reference(&python, &script, &labelled, iterations)
-    })
-    .await?;
+    let reference =
+        tokio::task::spawn_blocking(move || run_reference(&python, &script, &labelled, iterations))
+            .await?;
     let _ = std::fs::remove_dir_all(&dir);
     let mut lines: Vec<String> = Vec::new();
     let table = match &reference {
-        Ok(theirs) => Comparison { engine: &ours, reference: Some(theirs) }.to_string(),
+        Ok(theirs) => Comparison {
+            engine: &ours,
+            reference: Some(theirs),
+        }
+        .to_string(),
         Err(e) => {
             lines.push(format!("reference pipeline not run: {e}"));
-            Comparison { engine: &ours, reference: None }.to_string()
+            Comparison {
+                engine: &ours,
+                reference: None,
+            }
+            .to_string()
         }
     };
     lines.extend(table.lines().map(str::to_string));

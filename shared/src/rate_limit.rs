@@ -30,7 +30,9 @@ impl FaceServiceLimiter {
     pub fn new(settings: &FaceServiceSettings) -> Self {
         let quota = Quota::per_second(settings.face_calls_per_second)
             .allow_burst(settings.face_calls_burst);
-        Self { bucket: DefaultDirectRateLimiter::direct(quota) }
+        Self {
+            bucket: DefaultDirectRateLimiter::direct(quota),
+        }
     }
 
     /// Waits for a token. Call it right before each face-service call.
@@ -45,7 +47,11 @@ impl FaceServiceLimiter {
 pub fn is_throttling(code: Option<&str>) -> bool {
     matches!(
         code,
-        Some("ThrottlingException" | "ProvisionedThroughputExceededException" | "LimitExceededException")
+        Some(
+            "ThrottlingException"
+                | "ProvisionedThroughputExceededException"
+                | "LimitExceededException"
+        )
     )
 }
 
@@ -65,7 +71,11 @@ mod tests {
             limiter.acquire().await;
         }
         // 2 at once, then 4 more at 20/s: at least ~200 ms; counts, not a timing benchmark.
-        assert!(start.elapsed() >= Duration::from_millis(150), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(150),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The registration record: one registration photo and its way through the pipeline,
-//! PENDING -> INDEXED -> ACTIVE, or REJECTED (with reasons), or FAILED.
+//! PENDING -> INDEXED -> ACTIVE, or REJECTED (with reasons), or FAILED; an ACTIVE registration
+//! (or an INDEXED one that arrives late) becomes REPLACED when a newer one of the same user wins.
 //!
 //! The record is what `GET /v1/registrations/<user_id>` shows (its JSON form) and what the
 //! `registrations` table holds (its DynamoDB item, [`RegistrationRecord::to_item`] and
@@ -30,6 +31,9 @@ pub enum RegistrationState {
     Rejected { reasons: Vec<RejectionReason> },
     /// Processing gave up (the message reached the dead-letter queue), with what went wrong.
     Failed { detail: String },
+    /// A newer registration of the same user signs in instead; this one's face is deleted.
+    /// Final: a user has one ACTIVE registration at most, the newest by `created_at`.
+    Replaced { by_upload_id: UploadId },
 }
 
 /// Why a registration was refused. On the wire, a kebab-case code (`too-large`, `no-face`).
@@ -56,10 +60,11 @@ impl RegistrationState {
             Self::Active => "ACTIVE",
             Self::Rejected { .. } => "REJECTED",
             Self::Failed { .. } => "FAILED",
+            Self::Replaced { .. } => "REPLACED",
         }
     }
 
-    /// ACTIVE, REJECTED and FAILED are final.
+    /// ACTIVE, REJECTED, FAILED and REPLACED are final.
     pub fn is_final(&self) -> bool {
         self.rank() == 2
     }
@@ -68,21 +73,26 @@ impl RegistrationState {
         match self {
             Self::Pending => 0,
             Self::Indexed => 1,
-            Self::Active | Self::Rejected { .. } | Self::Failed { .. } => 2,
+            Self::Active
+            | Self::Rejected { .. }
+            | Self::Failed { .. }
+            | Self::Replaced { .. } => 2,
         }
     }
 
     /// Whether moving from `self` to `next` goes forward. A final state never changes (a
     /// redelivered message finds the work done); a registration may skip INDEXED (rejected by
-    /// the quality gate).
+    /// the quality gate). The one move between final states: ACTIVE -> REPLACED, when a newer
+    /// registration of the same user becomes ACTIVE.
     pub fn can_become(&self, next: &RegistrationState) -> bool {
         self.rank() < next.rank()
+            || matches!((self, next), (Self::Active, Self::Replaced { .. }))
     }
 
     /// The codes of the states `next` may be written over, for a DynamoDB condition
     /// (`attribute_not_exists(state) OR state IN (...)`).
     pub fn predecessors(next: &RegistrationState) -> Vec<&'static str> {
-        [Self::Pending, Self::Indexed]
+        [Self::Pending, Self::Indexed, Self::Active]
             .into_iter()
             .filter(|s| s.can_become(next))
             .map(|s| s.code())
@@ -195,6 +205,9 @@ impl RegistrationRecord {
             RegistrationState::Failed { detail } => {
                 item.insert(attr::DETAIL.into(), s(detail));
             }
+            RegistrationState::Replaced { by_upload_id } => {
+                item.insert(attr::REPLACED_BY.into(), s(by_upload_id.as_str()));
+            }
             _ => {}
         }
         if let Some(face_id) = &self.face_id {
@@ -260,6 +273,9 @@ impl RegistrationRecord {
             }
             "FAILED" => RegistrationState::Failed {
                 detail: string(attr::DETAIL)?,
+            },
+            "REPLACED" => RegistrationState::Replaced {
+                by_upload_id: UploadId::parse(string(attr::REPLACED_BY)?)?,
             },
             other => {
                 return Err(ItemError::Invalid {
@@ -348,6 +364,9 @@ mod tests {
             record(RegistrationState::Failed {
                 detail: "dead-lettered after 5 receives".into(),
             }),
+            record(RegistrationState::Replaced {
+                by_upload_id: UploadId::parse("u-2").unwrap(),
+            }),
         ]
     }
 
@@ -392,6 +411,20 @@ mod tests {
             vec!["PENDING", "INDEXED"]
         );
         assert_eq!(RegistrationState::predecessors(&Indexed), vec!["PENDING"]);
+        // Replacement is the one move out of a final state, and only out of ACTIVE.
+        let replaced = Replaced {
+            by_upload_id: UploadId::parse("u-2").unwrap(),
+        };
+        assert!(replaced.is_final());
+        assert!(Active.can_become(&replaced));
+        assert!(Indexed.can_become(&replaced));
+        assert!(!rejected.can_become(&replaced));
+        assert!(!replaced.can_become(&Active));
+        assert_eq!(
+            RegistrationState::predecessors(&replaced),
+            vec!["PENDING", "INDEXED", "ACTIVE"]
+        );
+        assert_eq!(replaced.code(), "REPLACED");
     }
 
     #[test]

@@ -23,7 +23,9 @@ pub struct StackArgs {
 /// Why a role could not find its stack.
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
-    #[error("{what} `{name}` does not exist: run `facegate provision` (same FACEGATE_PREFIX) first")]
+    #[error(
+        "{what} `{name}` does not exist: run `facegate provision` (same FACEGATE_PREFIX) first"
+    )]
     Missing { what: &'static str, name: String },
     #[error("{call} failed: {source}")]
     Aws {
@@ -88,11 +90,23 @@ impl Stack {
 
 async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String, StackError> {
     match sqs.get_queue_url().queue_name(name).send().await {
-        Ok(out) => out.queue_url.ok_or_else(|| StackError::Missing { what: "queue", name: name.into() }),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_queue_does_not_exist()) => {
-            Err(StackError::Missing { what: "queue", name: name.into() })
+        Ok(out) => out.queue_url.ok_or_else(|| StackError::Missing {
+            what: "queue",
+            name: name.into(),
+        }),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_queue_does_not_exist()) =>
+        {
+            Err(StackError::Missing {
+                what: "queue",
+                name: name.into(),
+            })
         }
-        Err(e) => Err(StackError::Aws { call: "GetQueueUrl", source: Box::new(e) }),
+        Err(e) => Err(StackError::Aws {
+            call: "GetQueueUrl",
+            source: Box::new(e),
+        }),
     }
 }
 
@@ -100,11 +114,17 @@ async fn topic_arns(
     sns: &aws_sdk_sns::Client,
     names: &StackNames,
 ) -> Result<HashMap<Topic, String>, StackError> {
-    let wanted: HashMap<String, Topic> = Topic::ALL.into_iter().map(|t| (names.topic(t), t)).collect();
+    let wanted: HashMap<String, Topic> = Topic::ALL
+        .into_iter()
+        .map(|t| (names.topic(t), t))
+        .collect();
     let mut found = HashMap::new();
     let mut pages = sns.list_topics().into_paginator().items().send();
     while let Some(topic) = pages.next().await {
-        let topic = topic.map_err(|e| StackError::Aws { call: "ListTopics", source: Box::new(e) })?;
+        let topic = topic.map_err(|e| StackError::Aws {
+            call: "ListTopics",
+            source: Box::new(e),
+        })?;
         if let Some(arn) = topic.topic_arn {
             let name = arn.rsplit(':').next().unwrap_or_default();
             if let Some(t) = wanted.get(name) {
@@ -114,7 +134,10 @@ async fn topic_arns(
     }
     for (name, topic) in wanted {
         if !found.contains_key(&topic) {
-            return Err(StackError::Missing { what: "topic", name });
+            return Err(StackError::Missing {
+                what: "topic",
+                name,
+            });
         }
     }
     Ok(found)

@@ -35,6 +35,11 @@ pub mod registrations {
     pub const DUPLICATE_OF_USER: &str = "duplicate_of_user";
     pub const DUPLICATE_OF_FACE: &str = "duplicate_of_face";
     pub const DUPLICATE_SIMILARITY: &str = "duplicate_similarity";
+    /// The upload that replaced a REPLACED registration.
+    pub const REPLACED_BY: &str = "replaced_by";
+    /// Set (BOOL true) once dedup-search published the duplicate's security alert, so a
+    /// redelivered message does not publish it again.
+    pub const ALERT_PUBLISHED: &str = "alert_published";
     pub const CREATED_AT: &str = "created_at";
     pub const UPDATED_AT: &str = "updated_at";
 }
@@ -47,6 +52,9 @@ pub mod users {
     /// transaction, so a newer registration replaces the older one atomically.
     pub const ACTIVE_UPLOAD_ID: &str = "active_upload_id";
     pub const ACTIVE_FACE_ID: &str = "active_face_id";
+    /// `created_at` of the active registration (RFC 3339, always 9 fraction digits and `Z`, so
+    /// strings compare as times): a registration replaces the active one only if it is newer.
+    pub const ACTIVE_CREATED_AT: &str = "active_created_at";
     /// Epoch seconds until which sign-in is refused (a lock expires by itself; not a TTL:
     /// the item must outlive the lock).
     pub const LOCKED_UNTIL: &str = "locked_until";

@@ -42,7 +42,11 @@ pub struct WorkerSettings {
     #[arg(long, env = "FACEGATE_WORKER_VISIBILITY_SECS", default_value_t = 30)]
     pub visibility_secs: u64,
     /// A handler still running after this long is stopped and its message retried.
-    #[arg(long, env = "FACEGATE_WORKER_HANDLER_TIMEOUT_SECS", default_value_t = 120)]
+    #[arg(
+        long,
+        env = "FACEGATE_WORKER_HANDLER_TIMEOUT_SECS",
+        default_value_t = 120
+    )]
     pub handler_timeout_secs: u64,
     /// Delay before the first retry of a transient failure, in milliseconds; doubles per delivery.
     #[arg(long, env = "FACEGATE_WORKER_RETRY_BASE_MS", default_value_t = 2_000)]
@@ -176,9 +180,18 @@ impl<H: Handler> Worker<H> {
         }
         tracker.close();
         let drain = Duration::from_secs(inner.settings.drain_secs);
-        tracing::info!(worker = inner.name, in_flight = tracker.len(), ?drain, "stopped receiving; draining");
+        tracing::info!(
+            worker = inner.name,
+            in_flight = tracker.len(),
+            ?drain,
+            "stopped receiving; draining"
+        );
         if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
-            tracing::warn!(worker = inner.name, in_flight = tracker.len(), "drain deadline passed: releasing in-flight messages");
+            tracing::warn!(
+                worker = inner.name,
+                in_flight = tracker.len(),
+                "drain deadline passed: releasing in-flight messages"
+            );
             inner.release.cancel();
             tracker.wait().await;
         }

@@ -13,8 +13,12 @@ const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 /// as a burst.
 pub fn retry_delay(receive_count: u32, base: Duration, max: Duration, jitter: f64) -> Duration {
     let exponent = receive_count.saturating_sub(1).min(20);
-    let raw = base.saturating_mul(1u32 << exponent).min(max).min(MAX_VISIBILITY);
-    raw.mul_f64(1.0 + 0.2 * jitter.clamp(0.0, 1.0)).min(MAX_VISIBILITY)
+    let raw = base
+        .saturating_mul(1u32 << exponent)
+        .min(max)
+        .min(MAX_VISIBILITY);
+    raw.mul_f64(1.0 + 0.2 * jitter.clamp(0.0, 1.0))
+        .min(MAX_VISIBILITY)
 }
 
 /// Extends a message's visibility every third of `timeout` until `stop` is cancelled, so a

@@ -1,0 +1,151 @@
+//! The verifier's settings: every field is a flag and an environment variable, with names of
+//! their own (`FACEGATE_VERIFIER_*`, `FACEGATE_VERIFY_*`, `FACEGATE_CHALLENGE_*`) so they can be
+//! flattened next to any other role's settings in `facegate dev`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How the verifier serves and decides.
+#[derive(clap::Args, Clone, Debug)]
+pub struct VerifierSettings {
+    /// Address of the HTTP server (triggers, /v1 API, /metrics, /healthz, /readyz).
+    #[arg(
+        long = "verifier-listen",
+        env = "FACEGATE_VERIFIER_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: SocketAddr,
+    /// Bearer token every route but health and metrics requires. Required for the HTTP server.
+    #[arg(
+        long = "verifier-token",
+        env = "FACEGATE_VERIFIER_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Similarity (0-100) a selfie must reach against the registered face. 99 is Rekognition's
+    /// recommendation for identity verification.
+    #[arg(
+        long = "verify-threshold",
+        env = "FACEGATE_VERIFY_THRESHOLD",
+        default_value_t = 99.0
+    )]
+    pub threshold: f32,
+    /// Seconds a sign-in challenge (and its presigned upload URL) stays valid.
+    #[arg(
+        long = "challenge-ttl-secs",
+        env = "FACEGATE_CHALLENGE_TTL_SECS",
+        default_value_t = 180
+    )]
+    pub challenge_ttl_secs: u64,
+    /// Seconds a registration upload URL from `POST /v1/registrations` stays valid.
+    #[arg(
+        long = "registration-url-ttl-secs",
+        env = "FACEGATE_REGISTRATION_URL_TTL_SECS",
+        default_value_t = 900
+    )]
+    pub registration_url_ttl_secs: u64,
+    /// Largest selfie accepted, in bytes (Rekognition takes at most 5 MB as bytes).
+    #[arg(
+        long = "max-selfie-bytes",
+        env = "FACEGATE_MAX_SELFIE_BYTES",
+        default_value_t = 5 * 1024 * 1024
+    )]
+    pub max_selfie_bytes: u64,
+    /// Largest JSON request body, in bytes (a Cognito event is a few kilobytes).
+    #[arg(
+        long = "verifier-max-json-bytes",
+        env = "FACEGATE_VERIFIER_MAX_JSON_BYTES",
+        default_value_t = 64 * 1024
+    )]
+    pub max_json_bytes: usize,
+    /// Time budget of one request, in milliseconds. Cognito gives a trigger 5 s in all; the
+    /// rest is for the network and the forwarding Lambda.
+    #[arg(
+        long = "verify-deadline-ms",
+        env = "FACEGATE_VERIFY_DEADLINE_MS",
+        default_value_t = 4_500
+    )]
+    pub deadline_ms: u64,
+    /// Wrong answers Define allows before it fails the sign-in.
+    #[arg(
+        long = "verify-max-answers",
+        env = "FACEGATE_VERIFY_MAX_ANSWERS",
+        default_value_t = 3
+    )]
+    pub max_answers: usize,
+    /// Requests served at the same time; more wait their turn.
+    #[arg(
+        long = "verifier-max-concurrent-requests",
+        env = "FACEGATE_VERIFIER_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 64
+    )]
+    pub max_concurrent_requests: usize,
+}
+
+/// A setting out of range.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid verifier setting {name}: {problem}")]
+pub struct SettingsError {
+    pub name: &'static str,
+    pub problem: String,
+}
+
+impl VerifierSettings {
+    /// The defaults, with `token`, on a random loopback port: what tests and `facegate dev` use.
+    pub fn local(token: impl Into<String>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            token: Some(token.into()),
+            threshold: 99.0,
+            challenge_ttl_secs: 180,
+            registration_url_ttl_secs: 900,
+            max_selfie_bytes: 5 * 1024 * 1024,
+            max_json_bytes: 64 * 1024,
+            deadline_ms: 4_500,
+            max_answers: 3,
+            max_concurrent_requests: 64,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let fail = |name, problem: &str| {
+            Err(SettingsError {
+                name,
+                problem: problem.into(),
+            })
+        };
+        if !(0.0..=100.0).contains(&self.threshold) {
+            return fail("FACEGATE_VERIFY_THRESHOLD", "must be within 0-100");
+        }
+        // S3 presigned URLs are valid for at most 7 days.
+        if self.challenge_ttl_secs == 0 || self.challenge_ttl_secs > 604_800 {
+            return fail("FACEGATE_CHALLENGE_TTL_SECS", "must be 1 to 604800");
+        }
+        if self.registration_url_ttl_secs == 0 || self.registration_url_ttl_secs > 604_800 {
+            return fail("FACEGATE_REGISTRATION_URL_TTL_SECS", "must be 1 to 604800");
+        }
+        if self.max_answers == 0 {
+            return fail("FACEGATE_VERIFY_MAX_ANSWERS", "must be at least 1");
+        }
+        if self.deadline_ms == 0 {
+            return fail("FACEGATE_VERIFY_DEADLINE_MS", "must be positive");
+        }
+        Ok(())
+    }
+
+    pub fn challenge_ttl(&self) -> Duration {
+        Duration::from_secs(self.challenge_ttl_secs)
+    }
+
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
+    }
+
+    /// The HTTP server's own limit on a request body: the largest image plus room for headers
+    /// of a multipart-free upload.
+    pub(crate) fn max_body_bytes(&self) -> usize {
+        usize::try_from(self.max_selfie_bytes)
+            .unwrap_or(usize::MAX)
+            .max(self.max_json_bytes)
+    }
+}

@@ -1,0 +1,139 @@
+//! Verify auth challenge response: is the selfie at the answered key the registered face?
+//!
+//! In order, each step a refusal with its own reason:
+//! 1. the answer is exactly the issued key (`wrong-answer`);
+//! 2. the challenge is claimed in the `challenges` table: recorded, unanswered, unexpired
+//!    (`challenge-reused`, `challenge-expired`);
+//! 3. the selfie exists, is not older than the challenge and within the size limit
+//!    (`selfie-missing`, `selfie-stale`, `selfie-too-large`);
+//! 4. the face work ([`crate::face`]): an image, exactly one face, a match at the threshold.
+//!
+//! Then the selfie is deleted and the outcome published on `auth-events`. Every refusal and
+//! every face-service error or timeout is `answerCorrect: false`; only a match is `true`.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use aws_lambda_events::event::cognito::CognitoEventUserPoolsVerifyAuthChallenge;
+use chrono::Utc;
+use facegate_shared::events::{AuthChannel, AuthFailureReason, AuthOutcome};
+use facegate_shared::ids::UserId;
+
+use super::Timings;
+use crate::challenge::{self, ClaimError, IssuedChallenge};
+use crate::error::VerifierError;
+use crate::face::{self, FaceVerdict};
+use crate::outcome::{self, Answer};
+use crate::selfie::{self, FetchError};
+use crate::service::Verifier;
+
+pub async fn verify(
+    verifier: &Verifier,
+    mut event: CognitoEventUserPoolsVerifyAuthChallenge,
+    source: Option<IpAddr>,
+) -> Result<(CognitoEventUserPoolsVerifyAuthChallenge, Timings), VerifierError> {
+    let user_name = event
+        .cognito_event_user_pools_header
+        .user_name
+        .clone()
+        .unwrap_or_default();
+    let mut timings = Timings::default();
+    let answer = match UserId::parse(user_name.as_str()) {
+        // Not a user id facegate could ever have issued a challenge for: nobody to count the
+        // failure against, so nothing is published.
+        Err(_) => None,
+        Ok(user) => {
+            let mut answer = judge(verifier, &event, user, &mut timings).await?;
+            answer.source = source;
+            let started = Instant::now();
+            outcome::publish(verifier, &answer).await;
+            timings.store += started.elapsed();
+            Some(answer)
+        }
+    };
+    event.response.answer_correct = answer.as_ref().is_some_and(Answer::is_success);
+    Ok((event, timings))
+}
+
+/// Steps 1 to 4 for a well-formed user id.
+async fn judge(
+    verifier: &Verifier,
+    event: &CognitoEventUserPoolsVerifyAuthChallenge,
+    user: UserId,
+    timings: &mut Timings,
+) -> Result<Answer, VerifierError> {
+    let deadline = verifier.deadline();
+    let refuse = |reason| Answer::failure(user.clone(), reason, AuthChannel::Cognito);
+    if event.request.user_not_found {
+        return Ok(refuse(AuthFailureReason::NotRegistered));
+    }
+    let ttl = verifier.settings().challenge_ttl();
+    let Some(issued) =
+        IssuedChallenge::from_private_parameters(&event.request.private_challenge_parameters, ttl)
+            .filter(|issued| issued.upload.user_id == user)
+    else {
+        return Ok(refuse(AuthFailureReason::WrongAnswer));
+    };
+    let with_challenge = |mut answer: Answer| {
+        answer.challenge_id = Some(issued.upload.challenge_id.clone());
+        answer
+    };
+    let answer_text = event
+        .request
+        .challenge_answer
+        .as_ref()
+        .and_then(|a| a.as_str());
+    if let Err(reason) = selfie::check_answer(answer_text, &issued) {
+        return Ok(with_challenge(refuse(reason)));
+    }
+
+    let started = Instant::now();
+    let claimed = challenge::claim(verifier, &issued, Utc::now(), &deadline).await;
+    timings.store += started.elapsed();
+    match claimed {
+        Ok(()) => {}
+        Err(ClaimError::Refused(reason)) => return Ok(with_challenge(refuse(reason))),
+        Err(ClaimError::Failed(e)) => return Err(e),
+    }
+
+    let key = issued.key();
+    let started = Instant::now();
+    let fetched = selfie::fetch(verifier, &key, issued.issued_at, &deadline).await;
+    timings.s3 += started.elapsed();
+    let bytes = match fetched {
+        Ok(bytes) => bytes,
+        Err(FetchError::Refused(reason)) => {
+            if reason != AuthFailureReason::SelfieMissing {
+                selfie::delete(verifier, &key).await;
+            }
+            return Ok(with_challenge(refuse(reason)));
+        }
+        Err(FetchError::Failed(e)) => return Err(e),
+    };
+
+    let started = Instant::now();
+    let verdict = face::verify_selfie(verifier, bytes, &issued.face_id, &deadline).await;
+    timings.face += started.elapsed();
+
+    // The selfie is not kept, whatever the verdict.
+    let started = Instant::now();
+    selfie::delete(verifier, &key).await;
+    timings.s3 += started.elapsed();
+
+    Ok(with_challenge(answer_from(user, verdict, AuthChannel::Cognito)))
+}
+
+/// The answer a face verdict makes.
+pub(crate) fn answer_from(user: UserId, verdict: FaceVerdict, channel: AuthChannel) -> Answer {
+    match verdict {
+        FaceVerdict::Match { similarity } => Answer {
+            outcome: AuthOutcome::Success,
+            similarity: Some(similarity),
+            ..Answer::failure(user, AuthFailureReason::NoMatch, channel)
+        },
+        FaceVerdict::Refused { reason, similarity } => Answer {
+            similarity,
+            ..Answer::failure(user, reason, channel)
+        },
+    }
+}

@@ -1,0 +1,1 @@
+//! `facegate bench pipeline` (not written yet).
