@@ -9,7 +9,7 @@ SHELL := /bin/bash
 ORT_LIB = $$(ls $(CURDIR)/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n1)
 CARGO ?= cargo
 
-.PHONY: help setup build dev test stack-start stack-stop bench-engine calibrate
+.PHONY: help setup build dev test deploy-check stack-start stack-stop bench-engine calibrate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -28,6 +28,7 @@ dev: build ## run everything locally: stack, engine, provisioning, every role
 
 test: setup ## every check CI runs: fmt, clippy, unit and integration tests
 	$(CARGO) fmt --all -- --check
+	deploy/validate.sh
 	@started=0; \
 	if ! scripts/stack.sh status >/dev/null 2>&1; then scripts/stack.sh start && started=1; fi; \
 	export ORT_DYLIB_PATH="$(ORT_LIB)"; \
@@ -36,6 +37,9 @@ test: setup ## every check CI runs: fmt, clippy, unit and integration tests
 	if [ $$status = 0 ]; then $(CARGO) test --workspace --no-fail-fast || status=$$?; fi; \
 	if [ $$started = 1 ]; then scripts/stack.sh stop; fi; \
 	exit $$status
+
+deploy-check: ## lint the CloudFormation templates, render and validate the Kubernetes manifests
+	@deploy/validate.sh
 
 stack-start: setup ## start the local AWS emulator (state kept in .facegate/ministack)
 	@FACEGATE_STACK_PERSIST=1 scripts/stack.sh start

@@ -29,6 +29,16 @@ enum Command {
     Engine(facegate_engine::EngineArgs),
     /// Run everything in one process: the engine, provisioning, and every role.
     Dev(dev::DevArgs),
+    /// Index registration photos: quality gate, IndexFaces, `FaceIndexed` (queue `uploads`).
+    Indexer(facegate_workers::IndexerArgs),
+    /// Settle indexed faces: duplicate search, then ACTIVE, REPLACED or REJECTED (queue `dedup`).
+    Dedup(facegate_workers::DedupArgs),
+    /// Answer Cognito's custom-auth triggers and the /v1 API over HTTP (or, with --lambda, as
+    /// the trigger Lambda).
+    Verifier(facegate_verifier::VerifierArgs),
+    /// Count failed sign-ins, lock users, raise security alerts, watch the dead-letter queues
+    /// (queue `alerts`).
+    Alerts(facegate_workers::alerts::AlertsArgs),
     /// Measure the face engine's similarity on labelled photos: every pair, and the false-match
     /// and false-non-match rate at each threshold.
     Calibrate {
@@ -53,6 +63,9 @@ enum Bench {
     /// The face engine: per-stage latency against the Python/OpenCV reference, HTTP requests
     /// per second, search time at 10k/100k/1M faces, memory.
     Engine(facegate_engine::bench::BenchArgs),
+    /// The verifier: Verify-challenge latency and throughput with 1 and 8 clients, per phase,
+    /// and memory (needs the stack and `facegate engine` running).
+    Verifier(facegate_verifier::bench::BenchArgs),
 }
 
 #[tokio::main]
@@ -74,6 +87,11 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", facegate_engine::bench::bench(args).await?)
         }
         Command::Dev(args) => dev::run(args).await?,
+        Command::Indexer(args) => facegate_workers::indexer_main(args).await?,
+        Command::Dedup(args) => facegate_workers::dedup_main(args).await?,
+        Command::Verifier(args) => facegate_verifier::main(args).await?,
+        Command::Alerts(args) => facegate_workers::alerts::alerts_main(args).await?,
+        Command::Bench(Bench::Verifier(args)) => facegate_verifier::bench::main(args).await?,
         Command::Health { url } => probe::probe(&url).await?,
     }
     Ok(())

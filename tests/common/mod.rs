@@ -6,6 +6,9 @@
 //! The emulator must be running (`scripts/stack.sh start`).
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
+pub mod pipeline;
+pub mod signin;
+
 use std::process::Output;
 use std::time::Duration;
 

@@ -1,1 +1,441 @@
-pub async fn placeholder() {}
+//! The Verify benchmark (`facegate bench verifier`): Verify-challenge latency (p50, p99) and
+//! verifications per second with 1 and 8 concurrent clients against the local stack and face
+//! engine, split into S3, face work and DynamoDB/SNS (from the `Server-Timing` header each
+//! Verify answer carries), and the resident memory of the process, which runs the verifier.
+//!
+//! It registers a throw-away user directly (IndexFaces plus the records the pipeline would
+//! write), prepares one challenge per Verify (Create, then a real PUT of the selfie to the
+//! presigned URL: not timed), then times only the `POST /cognito/verify` calls. The user is
+//! erased afterwards. The face engine runs as its own process (`facegate engine`), so the
+//! memory figure is the verifier's, not the models'.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_rekognition::primitives::Blob;
+use aws_sdk_rekognition::types::Image;
+use bytes::Bytes;
+use chrono::Utc;
+use facegate_shared::config::Table;
+use facegate_shared::ids::{UploadId, UserId};
+use facegate_shared::objects::{ImageExtension, RegistrationUpload};
+use facegate_shared::rate_limit::{FaceServiceLimiter, FaceServiceSettings};
+use facegate_shared::registration::{RegistrationRecord, RegistrationState};
+use facegate_shared::stack::{Stack, StackArgs};
+use facegate_shared::tables::users;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::settings::VerifierSettings;
+
+/// `facegate bench verifier`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    #[command(flatten)]
+    pub face: FaceServiceSettings,
+    /// Verify calls per concurrency level.
+    #[arg(long, env = "FACEGATE_BENCH_REQUESTS", default_value_t = 40)]
+    pub bench_requests: usize,
+    /// Concurrent clients, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    pub bench_concurrency: Vec<usize>,
+    /// The registered photo.
+    #[arg(long, default_value = "tests/fixtures/faces/obama_1.jpg")]
+    pub bench_registration_photo: PathBuf,
+    /// The selfie (the same person, another photo).
+    #[arg(long, default_value = "tests/fixtures/faces/obama_2.jpg")]
+    pub bench_selfie: PathBuf,
+}
+
+/// Why the benchmark stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("reading {path}: {source}")]
+    Photo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+    #[error("{what}: {detail}")]
+    Request { what: &'static str, detail: String },
+}
+
+fn setup(e: impl fmt::Display) -> BenchError {
+    BenchError::Setup(e.to_string())
+}
+
+/// Latency figures of one concurrency level, in milliseconds.
+#[derive(Debug, Clone)]
+pub struct LevelReport {
+    pub concurrency: usize,
+    pub requests: usize,
+    pub accepted: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub per_second: f64,
+    /// Mean per phase: S3, face work, DynamoDB/SNS.
+    pub s3_ms: f64,
+    pub face_ms: f64,
+    pub store_ms: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    pub levels: Vec<LevelReport>,
+    pub rss_mib: f64,
+    pub peak_rss_mib: f64,
+}
+
+impl fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "clients  verifies  accepted  p50 ms  p99 ms  verifies/s  s3 ms  face ms  dynamodb+sns ms"
+        )?;
+        for l in &self.levels {
+            writeln!(
+                f,
+                "{:>7}  {:>8}  {:>8}  {:>6.1}  {:>6.1}  {:>10.2}  {:>5.1}  {:>7.1}  {:>15.1}",
+                l.concurrency,
+                l.requests,
+                l.accepted,
+                l.p50_ms,
+                l.p99_ms,
+                l.per_second,
+                l.s3_ms,
+                l.face_ms,
+                l.store_ms
+            )?;
+        }
+        write!(
+            f,
+            "verifier process RSS: {:.1} MiB now, {:.1} MiB peak",
+            self.rss_mib, self.peak_rss_mib
+        )
+    }
+}
+
+/// Runs the benchmark and prints its table on stdout.
+pub async fn main(args: BenchArgs) -> Result<(), BenchError> {
+    let report = run(args).await?;
+    println!("{report}");
+    Ok(())
+}
+
+pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|source| BenchError::Photo {
+            path: path.clone(),
+            source,
+        })
+    };
+    let registration = read(&args.bench_registration_photo)?;
+    let selfie = Bytes::from(read(&args.bench_selfie)?);
+    let stack = Stack::connect(&args.stack).await.map_err(setup)?;
+    let limiter = Arc::new(FaceServiceLimiter::new(&args.face));
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let shutdown = CancellationToken::new();
+    let running = crate::spawn(
+        stack.clone(),
+        limiter,
+        VerifierSettings::local(token.clone()),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(setup)?;
+    let user = UserId::parse(format!("bench-{}", &token[..8])).map_err(setup)?;
+    register_active(&stack, &user, registration)
+        .await
+        .map_err(setup)?;
+    let client = HttpClient::new(running.url(), token);
+
+    let mut levels = Vec::new();
+    for &concurrency in &args.bench_concurrency {
+        levels.push(level(&client, &user, &selfie, concurrency.max(1), args.bench_requests).await?);
+    }
+    let (rss_mib, peak_rss_mib) = memory();
+    crate::erase::erase_user(&running.verifier, &user)
+        .await
+        .map_err(setup)?;
+    shutdown.cancel();
+    Ok(BenchReport {
+        levels,
+        rss_mib,
+        peak_rss_mib,
+    })
+}
+
+/// One concurrency level: prepare `requests` challenges, then time their Verify calls.
+async fn level(
+    client: &HttpClient,
+    user: &UserId,
+    selfie: &Bytes,
+    concurrency: usize,
+    requests: usize,
+) -> Result<LevelReport, BenchError> {
+    let mut prepared = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let created = client
+            .cognito("create", cognito_event(user, "CreateAuthChallenge_Authentication", json!({
+                "challengeName": "CUSTOM_CHALLENGE", "session": [], "userAttributes": {}
+            })))
+            .await?
+            .0;
+        let public = &created["response"]["publicChallengeParameters"];
+        let private = created["response"]["privateChallengeParameters"].clone();
+        let (url, key) = match (public["url"].as_str(), public["key"].as_str()) {
+            (Some(url), Some(key)) => (url.to_string(), key.to_string()),
+            _ => return Err(BenchError::Request { what: "create", detail: created.to_string() }),
+        };
+        client.put(&url, selfie.clone()).await?;
+        prepared.push(cognito_event(
+            user,
+            "VerifyAuthChallengeResponse_Authentication",
+            json!({ "privateChallengeParameters": private, "challengeAnswer": key, "userAttributes": {} }),
+        ));
+    }
+    let queue = Arc::new(tokio::sync::Mutex::new(prepared));
+    let started = Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let queue = queue.clone();
+        let client = client.clone();
+        clients.spawn(async move {
+            let mut samples = Vec::new();
+            loop {
+                let Some(event) = queue.lock().await.pop() else { break };
+                let t = Instant::now();
+                let (answer, timing) = client.cognito("verify", event).await?;
+                let elapsed = t.elapsed();
+                let accepted = answer["response"]["answerCorrect"] == true;
+                samples.push((elapsed, accepted, timing));
+            }
+            Ok::<_, BenchError>(samples)
+        });
+    }
+    let mut samples = Vec::new();
+    while let Some(joined) = clients.join_next().await {
+        samples.extend(joined.map_err(setup)??);
+    }
+    let wall = started.elapsed();
+    let mut latencies: Vec<f64> = samples.iter().map(|s| s.0.as_secs_f64() * 1000.0).collect();
+    latencies.sort_by(f64::total_cmp);
+    let mean = |name: &str| {
+        let values: Vec<f64> = samples.iter().filter_map(|s| s.2.get(name).copied()).collect();
+        values.iter().sum::<f64>() / values.len().max(1) as f64
+    };
+    Ok(LevelReport {
+        concurrency,
+        requests: samples.len(),
+        accepted: samples.iter().filter(|s| s.1).count(),
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        per_second: samples.len() as f64 / wall.as_secs_f64(),
+        s3_ms: mean("s3"),
+        face_ms: mean("face"),
+        store_ms: mean("store"),
+    })
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// A Cognito trigger event as Cognito sends it.
+pub fn cognito_event(user: &UserId, trigger_source: &str, request: Value) -> Value {
+    json!({
+        "version": "1",
+        "triggerSource": trigger_source,
+        "region": "us-east-1",
+        "userPoolId": "us-east-1_bench",
+        "userName": user,
+        "callerContext": { "awsSdkVersion": "aws-sdk-unknown-unknown", "clientId": "bench" },
+        "request": request,
+        "response": {},
+    })
+}
+
+/// VmRSS and VmHWM of this process, in MiB (Linux; zero elsewhere).
+fn memory() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Makes `user` able to sign in with the face in `photo`, as the registration pipeline would:
+/// the photo under `registrations/`, its face indexed, an ACTIVE registration record and the
+/// users item pointing at it. Returns the face id. For the benchmark and for tests; the real
+/// path is the indexer and dedup-search.
+pub async fn register_active(
+    stack: &Stack,
+    user: &UserId,
+    photo: Vec<u8>,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let upload = RegistrationUpload {
+        user_id: user.clone(),
+        upload_id: UploadId::random(),
+        extension: ImageExtension::Jpg,
+    };
+    let clients = &stack.clients;
+    let indexed = clients
+        .rekognition
+        .index_faces()
+        .collection_id(stack.names.collection())
+        .image(Image::builder().bytes(Blob::new(photo)).build())
+        .external_image_id(upload.upload_id.as_str())
+        .max_faces(1)
+        .send()
+        .await?;
+    let face_id = indexed
+        .face_records()
+        .first()
+        .and_then(|r| r.face())
+        .and_then(|f| f.face_id())
+        .ok_or("IndexFaces found no face in the registration photo")?
+        .to_string();
+    let now = Utc::now();
+    let record = RegistrationRecord {
+        state: RegistrationState::Active,
+        face_id: Some(face_id.clone()),
+        ..RegistrationRecord::pending(
+            user.clone(),
+            upload.upload_id.clone(),
+            stack.names.bucket().to_string(),
+            upload.key(),
+            now,
+        )
+    };
+    clients
+        .dynamodb
+        .put_item()
+        .table_name(stack.table(Table::Registrations))
+        .set_item(Some(record.to_item()))
+        .send()
+        .await?;
+    let s = |v: &str| AttributeValue::S(v.to_string());
+    clients
+        .dynamodb
+        .put_item()
+        .table_name(stack.table(Table::Users))
+        .item(users::USER_ID, s(user.as_str()))
+        .item(users::ACTIVE_UPLOAD_ID, s(upload.upload_id.as_str()))
+        .item(users::ACTIVE_FACE_ID, s(&face_id))
+        .item(users::UPDATED_AT, s(&now.to_rfc3339()))
+        .send()
+        .await?;
+    Ok(face_id)
+}
+
+/// A small HTTP/1 client for loopback (no TLS).
+#[derive(Clone)]
+struct HttpClient {
+    base: String,
+    token: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl HttpClient {
+    fn new(base: String, token: String) -> Self {
+        Self {
+            base,
+            token,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// POSTs a trigger event; returns the answered event and the Server-Timing phases (ms).
+    async fn cognito(
+        &self,
+        trigger: &'static str,
+        event: Value,
+    ) -> Result<(Value, HashMap<String, f64>), BenchError> {
+        let fail = |detail: String| BenchError::Request { what: trigger, detail };
+        let request = hyper::Request::post(format!("{}/cognito/{trigger}", self.base))
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(event.to_string())))
+            .map_err(|e| fail(e.to_string()))?;
+        let response = self.client.request(request).await.map_err(|e| fail(e.to_string()))?;
+        let status = response.status();
+        let timing = response
+            .headers()
+            .get("server-timing")
+            .and_then(|v| v.to_str().ok())
+            .map(parse_server_timing)
+            .unwrap_or_default();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(fail(format!("{status}: {}", String::from_utf8_lossy(&body))));
+        }
+        let value = serde_json::from_slice(&body).map_err(|e| fail(e.to_string()))?;
+        Ok((value, timing))
+    }
+
+    async fn put(&self, url: &str, body: Bytes) -> Result<(), BenchError> {
+        let fail = |detail: String| BenchError::Request { what: "upload", detail };
+        let request = hyper::Request::put(url)
+            .body(Full::new(body))
+            .map_err(|e| fail(e.to_string()))?;
+        let response = self.client.request(request).await.map_err(|e| fail(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(fail(response.status().to_string()));
+        }
+        Ok(())
+    }
+}
+
+/// `s3;dur=1.5, face;dur=20` -> {s3: 1.5, face: 20}.
+fn parse_server_timing(header: &str) -> HashMap<String, f64> {
+    header
+        .split(',')
+        .filter_map(|metric| {
+            let (name, rest) = metric.trim().split_once(';')?;
+            let dur = rest.trim().strip_prefix("dur=")?.parse().ok()?;
+            Some((name.to_string(), dur))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_server_timing() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 50.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+        let t = parse_server_timing("s3;dur=1.5, face;dur=20.0, store;dur=3");
+        assert_eq!(t["s3"], 1.5);
+        assert_eq!(t["store"], 3.0);
+    }
+}

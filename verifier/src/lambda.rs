@@ -22,9 +22,6 @@ pub async fn dispatch(verifier: &Verifier, event: Value) -> Result<Value, Verifi
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let parse = |event: Value, expected: &'static str| {
-        serde_json::from_value(event).map_err(|e| VerifierError::invalid(expected, e))
-    };
     let answered = match source.as_str() {
         DEFINE => serde_json::to_value(
             triggers::define(verifier, parse(event, "define-auth-challenge event")?).await?,
@@ -47,6 +44,13 @@ pub async fn dispatch(verifier: &Verifier, event: Value) -> Result<Value, Verifi
         }
     };
     answered.map_err(|e| VerifierError::dependency("serialising the event", e))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(
+    event: Value,
+    expected: &'static str,
+) -> Result<T, VerifierError> {
+    serde_json::from_value(event).map_err(|e| VerifierError::invalid(expected, e))
 }
 
 /// Why the Lambda runtime could not run.

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header::CONTENT_TYPE};
-use axum::middleware;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use facegate_shared::ops::{self, Health};
@@ -42,7 +43,7 @@ pub fn router(verifier: Verifier, token: &str, health: Health) -> Router {
         .fallback(|| async { VerifierError::NotFound("route".into()) })
         .layer(
             ServiceBuilder::new()
-                .layer(middleware::map_response(json_errors))
+                .layer(middleware::from_fn(json_errors))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::GATEWAY_TIMEOUT,
                     timeout,
@@ -58,7 +59,8 @@ pub fn router(verifier: Verifier, token: &str, health: Health) -> Router {
 
 /// Errors produced by layers (timeout, body limit, unknown method) come without a body:
 /// give them the same JSON shape as every other error.
-async fn json_errors(response: Response) -> Response {
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
     let status = response.status();
     let is_json = response
         .headers()

@@ -16,6 +16,7 @@
 //!
 //! [`Handler`]: facegate_shared::worker::Handler
 
+pub mod alerts;
 pub mod bench;
 pub mod dedup;
 pub mod faces;

@@ -1,0 +1,402 @@
+//! Sign-in under test: the pipeline's stack and engine ([`Pipeline`]), a verifier spawned
+//! in-process on 127.0.0.1:0, and a test that plays Cognito: it builds the trigger events as
+//! Cognito sends them (version, triggerSource, region, userPoolId, userName, callerContext,
+//! request, response), keeps the session between calls, and uploads selfies with a real HTTP
+//! PUT to the presigned URL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use bytes::Bytes;
+use facegate_shared::config::Topic;
+use facegate_shared::events::Notification;
+use facegate_shared::ids::UserId;
+use facegate_shared::ops::Health;
+use facegate_shared::rate_limit::{FaceServiceLimiter, FaceServiceSettings};
+use facegate_verifier::{RunningVerifier, VerifierSettings};
+use facegate_workers::alerts::AlertsSettings;
+use http_body_util::{BodyExt, Full};
+use hyper::StatusCode;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::pipeline::{FACE_CALLS_PER_SECOND, Pacing, Pipeline, fixture};
+
+pub const TOKEN: &str = "test-token-0123456789";
+pub const CUSTOM_CHALLENGE: &str = "CUSTOM_CHALLENGE";
+
+/// A stack, an engine and a verifier.
+pub struct SignIn {
+    pub pipeline: Pipeline,
+    pub verifier: RunningVerifier,
+    pub http: Http,
+    shutdown: CancellationToken,
+}
+
+impl Drop for SignIn {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn limiter() -> Arc<FaceServiceLimiter> {
+    let rate = std::num::NonZeroU32::new(FACE_CALLS_PER_SECOND).expect("positive");
+    Arc::new(FaceServiceLimiter::new(&FaceServiceSettings {
+        face_calls_per_second: rate,
+        face_calls_burst: rate,
+    }))
+}
+
+impl SignIn {
+    pub async fn start() -> Self {
+        let pipeline = Pipeline::start(Pacing::default()).await;
+        let shutdown = CancellationToken::new();
+        let verifier = facegate_verifier::spawn(
+            pipeline.stack().clone(),
+            limiter(),
+            VerifierSettings::local(TOKEN),
+            shutdown.clone(),
+        )
+        .await
+        .expect("the verifier starts");
+        let http = Http::new(verifier.url());
+        Self {
+            pipeline,
+            verifier,
+            http,
+            shutdown,
+        }
+    }
+
+    /// A second verifier on the same stack with other settings.
+    pub async fn another_verifier(&self, settings: VerifierSettings) -> RunningVerifier {
+        facegate_verifier::spawn(
+            self.pipeline.stack().clone(),
+            limiter(),
+            settings,
+            self.shutdown.clone(),
+        )
+        .await
+        .expect("the second verifier starts")
+    }
+
+    /// Registers `user` with the fixture photo `photo` as an ACTIVE registration (what the
+    /// pipeline would do); returns the face id.
+    pub async fn register(&self, user: &str, photo: &str) -> String {
+        let user = UserId::parse(user).expect("a valid user id");
+        facegate_verifier::bench::register_active(self.pipeline.stack(), &user, fixture(photo))
+            .await
+            .expect("registering the test user")
+    }
+
+    /// Runs the failure-alert worker in this process until the test ends.
+    pub fn run_alerts(&self, settings: AlertsSettings) -> JoinHandle<()> {
+        tokio::spawn(facegate_workers::alerts::run_alerts(
+            self.pipeline.stack().clone(),
+            self.pipeline.worker_settings(),
+            settings,
+            Health::default(),
+            self.shutdown.clone(),
+        ))
+    }
+
+    /// A new queue subscribed to `topic` (raw delivery off, as every facegate subscription).
+    pub async fn subscribe(&self, topic: Topic, name: &str) -> String {
+        let clients = &self.pipeline.stack().clients;
+        let queue_name = format!("{}-test-{name}", self.pipeline.test.prefix);
+        let url = clients
+            .sqs
+            .create_queue()
+            .queue_name(&queue_name)
+            .send()
+            .await
+            .expect("CreateQueue")
+            .queue_url
+            .expect("a queue URL");
+        let arn = clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("GetQueueAttributes")
+            .attributes
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .expect("a queue ARN");
+        clients
+            .sns
+            .subscribe()
+            .topic_arn(self.pipeline.stack().topic_arn(topic))
+            .protocol("sqs")
+            .endpoint(arn)
+            .send()
+            .await
+            .expect("Subscribe");
+        url
+    }
+
+    /// Every notification of type `T` received on `queue_url` within `within`, until
+    /// `enough` says the collection is complete.
+    pub async fn collect<T: DeserializeOwned>(
+        &self,
+        queue_url: &str,
+        within: Duration,
+        enough: impl Fn(&[Notification<T>]) -> bool,
+    ) -> Vec<Notification<T>> {
+        let mut found = Vec::new();
+        let deadline = tokio::time::Instant::now() + within;
+        while !enough(&found) && tokio::time::Instant::now() < deadline {
+            for message in self.pipeline.test.receive_once(queue_url, None).await {
+                let body = message.body().unwrap_or_default();
+                let note = Notification::<T>::parse(body)
+                    .unwrap_or_else(|e| panic!("not the expected notification: {e}\n{body}"));
+                found.push(note);
+                self.pipeline.test.delete(queue_url, &message).await;
+            }
+        }
+        found
+    }
+
+    pub async fn object_exists(&self, key: &str) -> bool {
+        self.pipeline
+            .stack()
+            .clients
+            .s3
+            .head_object()
+            .bucket(self.pipeline.bucket())
+            .key(key)
+            .send()
+            .await
+            .is_ok()
+    }
+
+    // Cognito's side of the conversation.
+
+    pub async fn define(&self, user: &str, session: &[Value]) -> Value {
+        self.trigger(
+            "define",
+            cognito_event(
+                user,
+                "DefineAuthChallenge_Authentication",
+                json!({ "userAttributes": attributes(user), "session": session, "userNotFound": false }),
+                json!({ "challengeName": null, "issueTokens": null, "failAuthentication": null }),
+            ),
+        )
+        .await
+    }
+
+    pub async fn create(&self, user: &str, session: &[Value]) -> Challenge {
+        let answered = self
+            .trigger(
+                "create",
+                cognito_event(
+                    user,
+                    "CreateAuthChallenge_Authentication",
+                    json!({
+                        "userAttributes": attributes(user),
+                        "challengeName": CUSTOM_CHALLENGE,
+                        "session": session,
+                        "userNotFound": false,
+                    }),
+                    json!({
+                        "publicChallengeParameters": null,
+                        "privateChallengeParameters": null,
+                        "challengeMetadata": null,
+                    }),
+                ),
+            )
+            .await;
+        Challenge::from_create(answered)
+    }
+
+    pub async fn verify(&self, user: &str, challenge: &Challenge, answer: &str) -> bool {
+        self.verify_at(&self.http, user, challenge, answer).await
+    }
+
+    /// Verify through the verifier behind `http`. Returns `answerCorrect`.
+    pub async fn verify_at(
+        &self,
+        http: &Http,
+        user: &str,
+        challenge: &Challenge,
+        answer: &str,
+    ) -> bool {
+        let event = cognito_event(
+            user,
+            "VerifyAuthChallengeResponse_Authentication",
+            json!({
+                "userAttributes": attributes(user),
+                "privateChallengeParameters": challenge.private,
+                "challengeAnswer": answer,
+                "userNotFound": false,
+            }),
+            json!({ "answerCorrect": null }),
+        );
+        let (status, answered) = http.post_json("/cognito/verify", Some(TOKEN), &event).await;
+        assert_eq!(status, StatusCode::OK, "verify: {answered}");
+        answered["response"]["answerCorrect"]
+            .as_bool()
+            .unwrap_or_else(|| panic!("answerCorrect is a boolean: {answered}"))
+    }
+
+    async fn trigger(&self, name: &str, event: Value) -> Value {
+        let (status, answered) = self
+            .http
+            .post_json(&format!("/cognito/{name}"), Some(TOKEN), &event)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{name}: {answered}");
+        // The same event comes back, with its response filled out.
+        assert_eq!(answered["userName"], event["userName"], "{answered}");
+        assert_eq!(answered["triggerSource"], event["triggerSource"], "{answered}");
+        answered
+    }
+
+    /// Define -> Create -> PUT `selfie` -> Verify, appending to `session` as Cognito does.
+    /// Returns `answerCorrect`.
+    pub async fn attempt(&self, user: &str, selfie: Vec<u8>, session: &mut Vec<Value>) -> bool {
+        let defined = self.define(user, session).await;
+        assert_eq!(
+            defined["response"]["challengeName"], CUSTOM_CHALLENGE,
+            "Define presents the challenge: {defined}"
+        );
+        let challenge = self.create(user, session).await;
+        assert_eq!(self.http.put(&challenge.url, selfie).await, StatusCode::OK);
+        let correct = self.verify(user, &challenge, &challenge.key).await;
+        session.push(json!({
+            "challengeName": CUSTOM_CHALLENGE,
+            "challengeResult": correct,
+            "challengeMetadata": challenge.metadata,
+        }));
+        correct
+    }
+}
+
+/// What Create answered.
+#[derive(Clone, Debug)]
+pub struct Challenge {
+    pub url: String,
+    pub key: String,
+    pub expiry: String,
+    pub public: Value,
+    pub private: Value,
+    pub metadata: Value,
+}
+
+impl Challenge {
+    fn from_create(answered: Value) -> Self {
+        let response = &answered["response"];
+        let public = response["publicChallengeParameters"].clone();
+        let text = |name: &str| {
+            public[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("public parameter {name}: {answered}"))
+                .to_string()
+        };
+        Self {
+            url: text("url"),
+            key: text("key"),
+            expiry: text("expiry"),
+            public: public.clone(),
+            private: response["privateChallengeParameters"].clone(),
+            metadata: response["challengeMetadata"].clone(),
+        }
+    }
+}
+
+/// A trigger event as Cognito sends it.
+pub fn cognito_event(user: &str, trigger_source: &str, request: Value, response: Value) -> Value {
+    json!({
+        "version": "1",
+        "triggerSource": trigger_source,
+        "region": "us-east-1",
+        "userPoolId": "us-east-1_Fgtest123",
+        "userName": user,
+        "callerContext": {
+            "awsSdkVersion": "aws-sdk-unknown-unknown",
+            "clientId": "4l2h9p6kexamplecl1ent1d"
+        },
+        "request": request,
+        "response": response,
+    })
+}
+
+fn attributes(user: &str) -> Value {
+    json!({
+        "sub": "d8f5a3c2-0000-4000-8000-000000000000",
+        "cognito:user_status": "CONFIRMED",
+        "email_verified": "true",
+        "email": format!("{}@example.com", user.replace(' ', ".")),
+    })
+}
+
+/// A small HTTP/1 client for the verifier and presigned URLs.
+#[derive(Clone)]
+pub struct Http {
+    pub base: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Http {
+    pub fn new(base: String) -> Self {
+        Self {
+            base,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Sends a request to the verifier; returns the status and the JSON body (Null if none).
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("content-type", content_type);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request.body(Full::new(Bytes::from(body))).expect("a request");
+        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
+            .await
+            .expect("the verifier answers within 30 s")
+            .expect("the verifier answers");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("a body")
+            .to_bytes();
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, value)
+    }
+
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
+        self.send("POST", path, token, "application/json", body.to_string().into_bytes())
+            .await
+    }
+
+    /// A PUT of `body` to a presigned URL.
+    pub async fn put(&self, url: &str, body: Vec<u8>) -> StatusCode {
+        let request = hyper::Request::put(url)
+            .body(Full::new(Bytes::from(body)))
+            .expect("a request");
+        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
+            .await
+            .expect("S3 answers within 30 s")
+            .expect("S3 answers");
+        response.status()
+    }
+}
