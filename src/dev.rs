@@ -5,15 +5,19 @@
 //! clients and one face-service budget. Ctrl-C (or SIGTERM) stops the roles first, letting each
 //! drain, then the engine.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use facegate_engine::{EngineArgs, face::ModelSettings};
 use facegate_shared::{
-    ops::{self, OpsSettings},
+    ops::{self, Health, OpsSettings},
     provision::{self, Plan},
+    rate_limit::{FaceServiceLimiter, FaceServiceSettings},
     shutdown,
     stack::{Stack, StackArgs},
+    worker::WorkerSettings,
 };
+use facegate_verifier::VerifierSettings;
+use facegate_workers::{DedupSettings, IndexerSettings, alerts::AlertsSettings};
 use tokio::task::JoinSet;
 
 /// Settings of `facegate dev`: those of every role, each once.
@@ -35,6 +39,18 @@ pub struct DevArgs {
     pub engine_data_dir: PathBuf,
     #[command(flatten)]
     pub ops: OpsSettings,
+    #[command(flatten)]
+    pub worker: WorkerSettings,
+    #[command(flatten)]
+    pub face_service: FaceServiceSettings,
+    #[command(flatten)]
+    pub indexer: IndexerSettings,
+    #[command(flatten)]
+    pub dedup: DedupSettings,
+    #[command(flatten)]
+    pub alerts: AlertsSettings,
+    #[command(flatten)]
+    pub verifier: VerifierSettings,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -54,38 +70,97 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     tracing::info!(resources = report.outcomes.len(), "stack provisioned");
     let stack = Stack::connect(&stack_args).await?;
 
+    // One face-service budget for the whole process, as one container would have.
+    let limiter = Arc::new(FaceServiceLimiter::new(&args.face_service));
     let mut roles = JoinSet::new();
-    let health = Vec::new();
-    // Roles are added here as they land (indexer, dedup, alerts, verifier).
-    let _ = &stack;
+    let mut health = Vec::new();
+    let mut role_health = || {
+        let h = Health::default();
+        health.push(h.clone());
+        h
+    };
+    let (indexer_health, dedup_health, alerts_health) =
+        (role_health(), role_health(), role_health());
+    roles.spawn(facegate_workers::run_indexer(
+        stack.clone(),
+        limiter.clone(),
+        args.worker.clone(),
+        args.indexer.clone(),
+        indexer_health,
+        stop.clone(),
+    ));
+    roles.spawn(facegate_workers::run_dedup(
+        stack.clone(),
+        limiter.clone(),
+        args.worker.clone(),
+        args.dedup.clone(),
+        dedup_health,
+        stop.clone(),
+    ));
+    roles.spawn(facegate_workers::alerts::run_alerts(
+        stack.clone(),
+        args.worker.clone(),
+        args.alerts.clone(),
+        alerts_health,
+        stop.clone(),
+    ));
+    let mut verifier_settings = args.verifier.clone();
+    let generated_token = verifier_settings.token.is_none();
+    let token = verifier_settings
+        .token
+        .get_or_insert_with(|| format!("dev-{}", uuid::Uuid::new_v4().simple()))
+        .clone();
+    let mut verifier = facegate_verifier::spawn(
+        stack.clone(),
+        limiter.clone(),
+        verifier_settings,
+        stop.clone(),
+    )
+    .await?;
+    health.push(verifier.health.clone());
+    let verifier_url = verifier.url();
+    roles.spawn(async move {
+        if let Err(e) = verifier.wait().await {
+            tracing::error!(error = %facegate_shared::report::chain(&e), "the verifier stopped");
+        }
+    });
 
     let ops_settings = args.ops.clone();
     let ops_stop = stop.clone();
     roles.spawn(async move {
-        ops::serve(&ops_settings, health, ops_stop)
-            .await
-            .map_err(anyhow::Error::from)
+        if let Err(e) = ops::serve(&ops_settings, health, ops_stop).await {
+            tracing::error!(error = %e, "the operations endpoint stopped");
+        }
     });
 
     println!("facegate dev is running (Ctrl-C stops it)");
-    println!("  face engine (Rekognition API)  {}", engine.url());
+    println!("  face engine (Rekognition API)   {}", engine.url());
+    println!("  verifier (Cognito triggers, /v1) {verifier_url}");
+    if generated_token {
+        println!("  verifier bearer token           {token}  (FACEGATE_VERIFIER_TOKEN sets one)");
+    }
+    println!("  workers                         indexer, dedup, alerts");
     println!(
-        "  metrics / health               http://{}/metrics  /healthz  /readyz",
+        "  metrics / health                http://{}/metrics  /healthz  /readyz",
         args.ops.ops_listen
     );
     println!(
-        "  stack `{}`, AWS emulator at     {}",
+        "  stack `{}` on the AWS emulator  {}",
         stack.names.prefix(),
         stack
             .aws
             .endpoint(facegate_shared::aws::Service::Sqs)
             .unwrap_or_else(|| "AWS".into())
     );
+    println!(
+        "  upload a registration photo to s3://{}/registrations/<user>/<id>.jpg",
+        stack.names.bucket()
+    );
 
     stop.cancelled().await;
     while let Some(done) = roles.join_next().await {
-        if let Ok(Err(e)) = done {
-            tracing::error!(error = %e, "a role stopped with an error");
+        if let Err(e) = done {
+            tracing::error!(error = %e, "a role panicked");
         }
     }
     engine.shutdown().await?;

@@ -96,3 +96,19 @@ async fn main() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand's flags and environment variables are unique (clap panics at run time
+    /// otherwise; `facegate dev` composes the settings of every role).
+    #[test]
+    fn the_command_line_is_consistent() {
+        fn check(command: &clap::Command) {
+            command.clone().debug_assert();
+            command.get_subcommands().for_each(check);
+        }
+        check(&super::Cli::command());
+    }
+}

@@ -163,5 +163,11 @@ async fn photos_become_active_bad_ones_are_rejected_and_duplicates_are_caught() 
         })
         .collect();
     assert_eq!(finals, HashSet::from(["ACTIVE", "REPLACED", "REJECTED"]));
+    eprintln!(
+        "{} registrations; {} ACTIVE faces; duplicate alert {}",
+        pipeline.all_registrations().await.len(),
+        active_faces.len(),
+        alert.event.summary
+    );
     roles.stop().await;
 }

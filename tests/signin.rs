@@ -45,17 +45,29 @@ async fn a_genuine_user_signs_in_and_an_impostor_gets_the_user_locked() {
         challenge.key
     );
     let public_names: Vec<&String> = challenge.public.as_object().unwrap().keys().collect();
-    assert_eq!(public_names.len(), 3, "url, key and expiry only: {public_names:?}");
+    assert_eq!(
+        public_names.len(),
+        3,
+        "url, key and expiry only: {public_names:?}"
+    );
     // Nothing secret reaches the client: the face id is in the private parameters only.
     let public_text = challenge.public.to_string() + &challenge.metadata.to_string();
     assert!(!public_text.contains(&face_id), "{public_text}");
     assert_eq!(challenge.private["faceId"], face_id.as_str());
     assert_eq!(challenge.private["key"], challenge.key.as_str());
-    assert!(challenge.expiry.parse::<chrono::DateTime<chrono::Utc>>().is_ok());
+    assert!(
+        challenge
+            .expiry
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .is_ok()
+    );
 
     let put = env.http.put(&challenge.url, fixture("obama_2.jpg")).await;
     assert_eq!(put, 200, "the presigned URL accepts the selfie");
-    assert!(env.verify("alice", &challenge, &challenge.key).await, "the same person");
+    assert!(
+        env.verify("alice", &challenge, &challenge.key).await,
+        "the same person"
+    );
     assert!(
         !env.object_exists(&challenge.key).await,
         "the selfie is deleted after the check"
@@ -70,7 +82,9 @@ async fn a_genuine_user_signs_in_and_an_impostor_gets_the_user_locked() {
     // An impostor: three wrong answers, then Define fails the sign-in.
     let mut session = Vec::new();
     for attempt in 1..=3 {
-        let correct = env.attempt("alice", fixture("biden_1.jpg"), &mut session).await;
+        let correct = env
+            .attempt("alice", fixture("biden_1.jpg"), &mut session)
+            .await;
         assert!(!correct, "attempt {attempt}: another person must not pass");
     }
     let defined = env.define("alice", &session).await;
@@ -97,7 +111,10 @@ async fn a_genuine_user_signs_in_and_an_impostor_gets_the_user_locked() {
         .item
         .expect("the users item");
     let until: i64 = item[users::LOCKED_UNTIL].as_n().unwrap().parse().unwrap();
-    assert!(until > chrono::Utc::now().timestamp() + 500, "locked for ~600 s");
+    assert!(
+        until > chrono::Utc::now().timestamp() + 500,
+        "locked for ~600 s"
+    );
 
     // Security operations hear about it, with the attributes their filters use.
     let alerts = env
@@ -108,7 +125,12 @@ async fn a_genuine_user_signs_in_and_an_impostor_gets_the_user_locked() {
     let lockout = alerts
         .iter()
         .find(|n| n.event.kind == AlertKind::Lockout)
-        .unwrap_or_else(|| panic!("a lockout alert; got {:?}", alerts.iter().map(|n| n.event.kind).collect::<Vec<_>>()));
+        .unwrap_or_else(|| {
+            panic!(
+                "a lockout alert; got {:?}",
+                alerts.iter().map(|n| n.event.kind).collect::<Vec<_>>()
+            )
+        });
     assert_eq!(lockout.attribute("kind"), Some("lockout"));
     assert_eq!(lockout.attribute("severity"), Some("high"));
     assert_eq!(
@@ -116,7 +138,10 @@ async fn a_genuine_user_signs_in_and_an_impostor_gets_the_user_locked() {
         AlertSubject::User("alice".parse().unwrap())
     );
     assert_eq!(
-        alerts.iter().filter(|n| n.event.kind == AlertKind::Lockout).count(),
+        alerts
+            .iter()
+            .filter(|n| n.event.kind == AlertKind::Lockout)
+            .count(),
         1,
         "one lockout, one alert"
     );

@@ -57,7 +57,11 @@ pub fn fixtures_by_person() -> Vec<(String, Vec<String>)> {
     names.sort();
     let mut people: Vec<(String, Vec<String>)> = Vec::new();
     for name in names {
-        let person = name.rsplit_once('_').expect("<person>_<n>.<ext>").0.to_string();
+        let person = name
+            .rsplit_once('_')
+            .expect("<person>_<n>.<ext>")
+            .0
+            .to_string();
         match people.last_mut() {
             Some((last, photos)) if *last == person => photos.push(name),
             _ => people.push((person, vec![name])),
@@ -137,11 +141,15 @@ impl Pipeline {
     pub async fn start(pacing: Pacing) -> Self {
         let data_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("pipeline-engine-{}", uuid::Uuid::new_v4().simple()));
-        let models = tokio::task::spawn_blocking(models).await.expect("loading models");
-        let engine =
-            facegate_engine::spawn_with_models(EngineArgs::local(data_dir.clone(), model_settings()), models)
-                .await
-                .expect("the engine starts");
+        let models = tokio::task::spawn_blocking(models)
+            .await
+            .expect("loading models");
+        let engine = facegate_engine::spawn_with_models(
+            EngineArgs::local(data_dir.clone(), model_settings()),
+            models,
+        )
+        .await
+        .expect("the engine starts");
         let test = TestStack::new().await;
         let mut pipeline = Self {
             stack: None,
@@ -211,14 +219,29 @@ impl Pipeline {
             .env("FACEGATE_ENV", "local")
             .env("FACEGATE_LOG_FORMAT", "json")
             .env("AWS_ENDPOINT_URL_REKOGNITION", self.engine.url())
-            .env("FACEGATE_MAX_RECEIVE_COUNT", p.max_receive_count.to_string())
-            .env("FACEGATE_FACE_CALLS_PER_SECOND", FACE_CALLS_PER_SECOND.to_string())
-            .env("FACEGATE_FACE_CALLS_BURST", FACE_CALLS_PER_SECOND.to_string())
+            .env(
+                "FACEGATE_MAX_RECEIVE_COUNT",
+                p.max_receive_count.to_string(),
+            )
+            .env(
+                "FACEGATE_FACE_CALLS_PER_SECOND",
+                FACE_CALLS_PER_SECOND.to_string(),
+            )
+            .env(
+                "FACEGATE_FACE_CALLS_BURST",
+                FACE_CALLS_PER_SECOND.to_string(),
+            )
             .env("FACEGATE_WORKER_MAX_IN_FLIGHT", p.max_in_flight.to_string())
             .env("FACEGATE_WORKER_WAIT_SECS", "1")
-            .env("FACEGATE_WORKER_VISIBILITY_SECS", p.visibility_secs.to_string())
+            .env(
+                "FACEGATE_WORKER_VISIBILITY_SECS",
+                p.visibility_secs.to_string(),
+            )
             .env("FACEGATE_WORKER_RETRY_BASE_MS", p.retry_base_ms.to_string())
-            .env("FACEGATE_WORKER_RETRY_MAX_SECS", p.retry_max_secs.to_string())
+            .env(
+                "FACEGATE_WORKER_RETRY_MAX_SECS",
+                p.retry_max_secs.to_string(),
+            )
             .env("FACEGATE_WORKER_DRAIN_SECS", p.drain_secs.to_string())
             .env("FACEGATE_OPS_LISTEN", "127.0.0.1:0")
             .env_remove("FACEGATE_BUCKET")
@@ -276,9 +299,17 @@ impl Pipeline {
     /// Uploads a registration photo; returns its upload id.
     pub async fn upload(&self, user: &str, bytes: Vec<u8>, extension: &str) -> UploadId {
         let upload = UploadId::random();
-        let content_type = if extension == "png" { "image/png" } else { "image/jpeg" };
-        self.put(&format!("registrations/{user}/{upload}.{extension}"), bytes, content_type)
-            .await;
+        let content_type = if extension == "png" {
+            "image/png"
+        } else {
+            "image/jpeg"
+        };
+        self.put(
+            &format!("registrations/{user}/{upload}.{extension}"),
+            bytes,
+            content_type,
+        )
+        .await;
         upload
     }
 
@@ -298,13 +329,16 @@ impl Pipeline {
 
     pub async fn registration(&self, user: &str, upload: &UploadId) -> Option<RegistrationRecord> {
         let item = self
-            .stack
+            .stack()
             .clients
             .dynamodb
             .get_item()
             .table_name(self.stack().table(Table::Registrations))
             .key(registrations::USER_ID, AttributeValue::S(user.into()))
-            .key(registrations::UPLOAD_ID, AttributeValue::S(upload.to_string()))
+            .key(
+                registrations::UPLOAD_ID,
+                AttributeValue::S(upload.to_string()),
+            )
             .consistent_read(true)
             .send()
             .await
@@ -333,17 +367,28 @@ impl Pipeline {
     }
 
     /// Polls the registration until it is in a final state.
-    pub async fn final_state(&self, user: &str, upload: &UploadId, within: Duration) -> RegistrationRecord {
-        eventually(&format!("registration {user}/{upload} to be final"), within, || async {
-            self.registration(user, upload).await.filter(|r| r.state.is_final())
-        })
+    pub async fn final_state(
+        &self,
+        user: &str,
+        upload: &UploadId,
+        within: Duration,
+    ) -> RegistrationRecord {
+        eventually(
+            &format!("registration {user}/{upload} to be final"),
+            within,
+            || async {
+                self.registration(user, upload)
+                    .await
+                    .filter(|r| r.state.is_final())
+            },
+        )
         .await
     }
 
     /// The users item's active upload id.
     pub async fn active_upload(&self, user: &str) -> Option<String> {
         let item = self
-            .stack
+            .stack()
             .clients
             .dynamodb
             .get_item()
@@ -363,7 +408,7 @@ impl Pipeline {
         let mut token = None;
         loop {
             let out = self
-                .stack
+                .stack()
                 .clients
                 .rekognition
                 .list_faces()
@@ -389,7 +434,7 @@ impl Pipeline {
     /// Messages waiting plus messages in flight (approximate, as SQS counts them).
     pub async fn depth(&self, queue_url: &str) -> (u64, u64) {
         let attributes = self
-            .stack
+            .stack()
             .clients
             .sqs
             .get_queue_attributes()
@@ -415,11 +460,15 @@ impl Pipeline {
 
     /// Waits until the work queues hold nothing, waiting or in flight.
     pub async fn drained(&self, within: Duration) {
-        eventually("the uploads and dedup queues to be empty", within, || async {
-            let uploads = self.depth(self.stack().queue_url(Queue::Uploads)).await;
-            let dedup = self.depth(self.stack().queue_url(Queue::Dedup)).await;
-            (uploads == (0, 0) && dedup == (0, 0)).then_some(())
-        })
+        eventually(
+            "the uploads and dedup queues to be empty",
+            within,
+            || async {
+                let uploads = self.depth(self.stack().queue_url(Queue::Uploads)).await;
+                let dedup = self.depth(self.stack().queue_url(Queue::Dedup)).await;
+                (uploads == (0, 0) && dedup == (0, 0)).then_some(())
+            },
+        )
         .await
     }
 
@@ -450,7 +499,10 @@ impl Pipeline {
             .clients
             .sns
             .subscribe()
-            .topic_arn(self.stack().topic_arn(facegate_shared::config::Topic::SecurityAlerts))
+            .topic_arn(
+                self.stack()
+                    .topic_arn(facegate_shared::config::Topic::SecurityAlerts),
+            )
             .protocol("sqs")
             .endpoint(arn)
             .send()
@@ -515,7 +567,11 @@ pub fn two_faces_jpeg() -> Vec<u8> {
 /// A variant of a decoded photo that is a different upload of the same face: `n` picks a
 /// horizontal flip, a crop of up to 8% per side, a scale and a JPEG quality.
 pub fn variant(photo: &DynamicImage, n: usize) -> Vec<u8> {
-    let mut image = if n % 2 == 1 { photo.fliph() } else { photo.clone() };
+    let mut image = if n % 2 == 1 {
+        photo.fliph()
+    } else {
+        photo.clone()
+    };
     let crop = (n / 2 % 5) as u32 * 2; // percent per side: 0, 2, 4, 6, 8
     let (w, h) = (image.width(), image.height());
     let (dx, dy) = (w * crop / 100, h * crop / 100);

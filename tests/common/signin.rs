@@ -254,7 +254,10 @@ impl SignIn {
         assert_eq!(status, StatusCode::OK, "{name}: {answered}");
         // The same event comes back, with its response filled out.
         assert_eq!(answered["userName"], event["userName"], "{answered}");
-        assert_eq!(answered["triggerSource"], event["triggerSource"], "{answered}");
+        assert_eq!(
+            answered["triggerSource"], event["triggerSource"],
+            "{answered}"
+        );
         answered
     }
 
@@ -367,7 +370,9 @@ impl Http {
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        let request = request.body(Full::new(Bytes::from(body))).expect("a request");
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .expect("a request");
         let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
             .await
             .expect("the verifier answers within 30 s")
@@ -383,9 +388,20 @@ impl Http {
         (status, value)
     }
 
-    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
-        self.send("POST", path, token, "application/json", body.to_string().into_bytes())
-            .await
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        self.send(
+            "POST",
+            path,
+            token,
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+        .await
     }
 
     /// A PUT of `body` to a presigned URL.

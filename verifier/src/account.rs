@@ -85,7 +85,7 @@ mod tests {
         let now: DateTime<Utc> = "2026-11-21T12:00:00Z".parse().unwrap();
         let face = (users::ACTIVE_FACE_ID, AttributeValue::S("f-1".into()));
         assert_eq!(
-            decide(&item(&[face.clone()]), now),
+            decide(&item(std::slice::from_ref(&face)), now),
             SignInStatus::Allowed {
                 face_id: "f-1".into()
             }

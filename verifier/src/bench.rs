@@ -162,7 +162,16 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
 
     let mut levels = Vec::new();
     for &concurrency in &args.bench_concurrency {
-        levels.push(level(&client, &user, &selfie, concurrency.max(1), args.bench_requests).await?);
+        levels.push(
+            level(
+                &client,
+                &user,
+                &selfie,
+                concurrency.max(1),
+                args.bench_requests,
+            )
+            .await?,
+        );
     }
     let (rss_mib, peak_rss_mib) = memory();
     crate::erase::erase_user(&running.verifier, &user)
@@ -187,16 +196,28 @@ async fn level(
     let mut prepared = Vec::with_capacity(requests);
     for _ in 0..requests {
         let created = client
-            .cognito("create", cognito_event(user, "CreateAuthChallenge_Authentication", json!({
-                "challengeName": "CUSTOM_CHALLENGE", "session": [], "userAttributes": {}
-            })))
+            .cognito(
+                "create",
+                cognito_event(
+                    user,
+                    "CreateAuthChallenge_Authentication",
+                    json!({
+                        "challengeName": "CUSTOM_CHALLENGE", "session": [], "userAttributes": {}
+                    }),
+                ),
+            )
             .await?
             .0;
         let public = &created["response"]["publicChallengeParameters"];
         let private = created["response"]["privateChallengeParameters"].clone();
         let (url, key) = match (public["url"].as_str(), public["key"].as_str()) {
             (Some(url), Some(key)) => (url.to_string(), key.to_string()),
-            _ => return Err(BenchError::Request { what: "create", detail: created.to_string() }),
+            _ => {
+                return Err(BenchError::Request {
+                    what: "create",
+                    detail: created.to_string(),
+                });
+            }
         };
         client.put(&url, selfie.clone()).await?;
         prepared.push(cognito_event(
@@ -214,7 +235,9 @@ async fn level(
         clients.spawn(async move {
             let mut samples = Vec::new();
             loop {
-                let Some(event) = queue.lock().await.pop() else { break };
+                let Some(event) = queue.lock().await.pop() else {
+                    break;
+                };
                 let t = Instant::now();
                 let (answer, timing) = client.cognito("verify", event).await?;
                 let elapsed = t.elapsed();
@@ -232,7 +255,10 @@ async fn level(
     let mut latencies: Vec<f64> = samples.iter().map(|s| s.0.as_secs_f64() * 1000.0).collect();
     latencies.sort_by(f64::total_cmp);
     let mean = |name: &str| {
-        let values: Vec<f64> = samples.iter().filter_map(|s| s.2.get(name).copied()).collect();
+        let values: Vec<f64> = samples
+            .iter()
+            .filter_map(|s| s.2.get(name).copied())
+            .collect();
         values.iter().sum::<f64>() / values.len().max(1) as f64
     };
     Ok(LevelReport {
@@ -372,13 +398,20 @@ impl HttpClient {
         trigger: &'static str,
         event: Value,
     ) -> Result<(Value, HashMap<String, f64>), BenchError> {
-        let fail = |detail: String| BenchError::Request { what: trigger, detail };
+        let fail = |detail: String| BenchError::Request {
+            what: trigger,
+            detail,
+        };
         let request = hyper::Request::post(format!("{}/cognito/{trigger}", self.base))
             .header("authorization", format!("Bearer {}", self.token))
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(event.to_string())))
             .map_err(|e| fail(e.to_string()))?;
-        let response = self.client.request(request).await.map_err(|e| fail(e.to_string()))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         let status = response.status();
         let timing = response
             .headers()
@@ -393,18 +426,28 @@ impl HttpClient {
             .map_err(|e| fail(e.to_string()))?
             .to_bytes();
         if !status.is_success() {
-            return Err(fail(format!("{status}: {}", String::from_utf8_lossy(&body))));
+            return Err(fail(format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&body)
+            )));
         }
         let value = serde_json::from_slice(&body).map_err(|e| fail(e.to_string()))?;
         Ok((value, timing))
     }
 
     async fn put(&self, url: &str, body: Bytes) -> Result<(), BenchError> {
-        let fail = |detail: String| BenchError::Request { what: "upload", detail };
+        let fail = |detail: String| BenchError::Request {
+            what: "upload",
+            detail,
+        };
         let request = hyper::Request::put(url)
             .body(Full::new(body))
             .map_err(|e| fail(e.to_string()))?;
-        let response = self.client.request(request).await.map_err(|e| fail(e.to_string()))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         if !response.status().is_success() {
             return Err(fail(response.status().to_string()));
         }

@@ -39,7 +39,12 @@ pub struct IssuedChallenge {
 }
 
 impl IssuedChallenge {
-    pub fn new(user: UserId, face_id: String, now: DateTime<Utc>, ttl: std::time::Duration) -> Self {
+    pub fn new(
+        user: UserId,
+        face_id: String,
+        now: DateTime<Utc>,
+        ttl: std::time::Duration,
+    ) -> Self {
         let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(3));
         Self {
             upload: SigninUpload {
@@ -107,7 +112,10 @@ pub async fn record(
         .dynamodb()
         .put_item()
         .table_name(verifier.table(Table::Challenges))
-        .item(attr::CHALLENGE_ID, s(challenge.upload.challenge_id.to_string()))
+        .item(
+            attr::CHALLENGE_ID,
+            s(challenge.upload.challenge_id.to_string()),
+        )
         .item(attr::USER_ID, s(challenge.upload.user_id.to_string()))
         .item(attr::KEY, s(challenge.key()))
         .item(
@@ -244,10 +252,16 @@ mod tests {
         );
         let mut tampered = params.clone();
         tampered.insert("key".into(), "signin/zoë/other.jpg".into());
-        assert_eq!(IssuedChallenge::from_private_parameters(&tampered, ttl), None);
+        assert_eq!(
+            IssuedChallenge::from_private_parameters(&tampered, ttl),
+            None
+        );
         let mut partial = params;
         partial.remove("faceId");
-        assert_eq!(IssuedChallenge::from_private_parameters(&partial, ttl), None);
+        assert_eq!(
+            IssuedChallenge::from_private_parameters(&partial, ttl),
+            None
+        );
     }
 
     #[test]

@@ -73,7 +73,12 @@ pub async fn erase_user(verifier: &Verifier, user: &UserId) -> Result<Erased, Ve
         erased.records += 1;
     }
     if users_item.is_some() {
-        delete_item(verifier, Table::Users, vec![(users::USER_ID, s(user.as_str()))]).await?;
+        delete_item(
+            verifier,
+            Table::Users,
+            vec![(users::USER_ID, s(user.as_str()))],
+        )
+        .await?;
         erased.records += 1;
     }
     erased.records += delete_failure_counters(verifier, user).await?;
@@ -147,7 +152,11 @@ async fn delete_photos(verifier: &Verifier, prefix: &str) -> Result<usize, Verif
         .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| VerifierError::dependency("ListObjectsV2", e))?;
-        keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
     }
     for key in &keys {
         verifier
@@ -167,7 +176,10 @@ async fn delete_item(
     table: Table,
     key: Vec<(&'static str, AttributeValue)>,
 ) -> Result<(), VerifierError> {
-    let mut request = verifier.dynamodb().delete_item().table_name(verifier.table(table));
+    let mut request = verifier
+        .dynamodb()
+        .delete_item()
+        .table_name(verifier.table(table));
     for (name, value) in key {
         request = request.key(name, value);
     }
@@ -180,7 +192,10 @@ async fn delete_item(
 
 /// The user's failure-counter buckets (`user#<id>`); source counters are not personal to
 /// one user and stay.
-async fn delete_failure_counters(verifier: &Verifier, user: &UserId) -> Result<usize, VerifierError> {
+async fn delete_failure_counters(
+    verifier: &Verifier,
+    user: &UserId,
+) -> Result<usize, VerifierError> {
     let subject = format!("user#{user}");
     let items = verifier
         .dynamodb()

@@ -36,7 +36,9 @@ const MAX_MATCHES: i32 = 100;
 /// The outcome of the face work.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum FaceVerdict {
-    Match { similarity: f32 },
+    Match {
+        similarity: f32,
+    },
     Refused {
         reason: AuthFailureReason,
         similarity: Option<f32>,
@@ -185,7 +187,10 @@ fn face_service_refusal(
     error: &(dyn std::error::Error + 'static),
     code: Option<&str>,
 ) -> AuthFailureReason {
-    if matches!(code, Some("InvalidImageFormatException" | "ImageTooLargeException")) {
+    if matches!(
+        code,
+        Some("InvalidImageFormatException" | "ImageTooLargeException")
+    ) {
         return AuthFailureReason::NotAnImage;
     }
     tracing::warn!(call, error = %facegate_shared::report::chain(error), "face service failed: refusing");

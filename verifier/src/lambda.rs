@@ -15,32 +15,42 @@ pub const DEFINE: &str = "DefineAuthChallenge_Authentication";
 pub const CREATE: &str = "CreateAuthChallenge_Authentication";
 pub const VERIFY: &str = "VerifyAuthChallengeResponse_Authentication";
 
+/// Which trigger an event is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Define,
+    Create,
+    Verify,
+}
+
+/// Reads `triggerSource`; anything but the three custom-auth triggers is refused.
+pub fn trigger_of(event: &Value) -> Result<Trigger, VerifierError> {
+    match event.get("triggerSource").and_then(Value::as_str) {
+        Some(DEFINE) => Ok(Trigger::Define),
+        Some(CREATE) => Ok(Trigger::Create),
+        Some(VERIFY) => Ok(Trigger::Verify),
+        other => Err(VerifierError::invalid(
+            "custom-auth trigger event",
+            format!("unsupported triggerSource {other:?}"),
+        )),
+    }
+}
+
 /// Answers one trigger event.
 pub async fn dispatch(verifier: &Verifier, event: Value) -> Result<Value, VerifierError> {
-    let source = event
-        .get("triggerSource")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let answered = match source.as_str() {
-        DEFINE => serde_json::to_value(
+    let answered = match trigger_of(&event)? {
+        Trigger::Define => serde_json::to_value(
             triggers::define(verifier, parse(event, "define-auth-challenge event")?).await?,
         ),
-        CREATE => serde_json::to_value(
+        Trigger::Create => serde_json::to_value(
             triggers::create(verifier, parse(event, "create-auth-challenge event")?).await?,
         ),
-        VERIFY => {
+        Trigger::Verify => {
             let ip = source_ip(&event);
             let (event, _) =
                 triggers::verify(verifier, parse(event, "verify-auth-challenge event")?, ip)
                     .await?;
             serde_json::to_value(event)
-        }
-        other => {
-            return Err(VerifierError::invalid(
-                "custom-auth trigger event",
-                format!("unsupported triggerSource {other:?}"),
-            ));
         }
     };
     answered.map_err(|e| VerifierError::dependency("serialising the event", e))
@@ -79,4 +89,69 @@ pub async fn run(verifier: Verifier) -> Result<(), LambdaError> {
     lambda_runtime::run(handler)
         .await
         .map_err(LambdaError::Runtime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::event::cognito::{
+        CognitoEventUserPoolsCreateAuthChallenge, CognitoEventUserPoolsDefineAuthChallenge,
+        CognitoEventUserPoolsVerifyAuthChallenge,
+    };
+    use serde_json::json;
+
+    /// Events as Cognito sends them (AWS's documented shapes, nulls in `response`).
+    fn event(source: &str, request: Value, response: Value) -> Value {
+        json!({
+            "version": "1", "triggerSource": source, "region": "us-east-1",
+            "userPoolId": "us-east-1_example", "userName": "alice",
+            "callerContext": {"awsSdkVersion": "aws-sdk-unknown-unknown", "clientId": "c1"},
+            "request": request, "response": response,
+        })
+    }
+
+    #[test]
+    fn dispatch_picks_the_trigger_from_trigger_source() {
+        let define = event(
+            DEFINE,
+            json!({"userAttributes": {}, "session": [
+                {"challengeName": "CUSTOM_CHALLENGE", "challengeResult": false, "challengeMetadata": "FACEGATE_SELFIE"}
+            ], "userNotFound": false}),
+            json!({"challengeName": null, "issueTokens": null, "failAuthentication": null}),
+        );
+        assert_eq!(trigger_of(&define).unwrap(), Trigger::Define);
+        let parsed: CognitoEventUserPoolsDefineAuthChallenge =
+            parse(define, "define").expect("Cognito's define event parses");
+        assert_eq!(parsed.request.session.len(), 1);
+
+        let create = event(
+            CREATE,
+            json!({"userAttributes": {}, "challengeName": "CUSTOM_CHALLENGE", "session": [], "userNotFound": false}),
+            json!({"publicChallengeParameters": null, "privateChallengeParameters": null, "challengeMetadata": null}),
+        );
+        assert_eq!(trigger_of(&create).unwrap(), Trigger::Create);
+        let _: CognitoEventUserPoolsCreateAuthChallenge = parse(create, "create").unwrap();
+
+        let verify = event(
+            VERIFY,
+            json!({"userAttributes": {}, "privateChallengeParameters": {"key": "k"},
+                   "challengeAnswer": "signin/alice/c.jpg", "userNotFound": false}),
+            json!({"answerCorrect": null}),
+        );
+        assert_eq!(trigger_of(&verify).unwrap(), Trigger::Verify);
+        let parsed: CognitoEventUserPoolsVerifyAuthChallenge = parse(verify, "verify").unwrap();
+        assert_eq!(
+            parsed.request.challenge_answer,
+            Some(Value::from("signin/alice/c.jpg"))
+        );
+
+        for other in [
+            json!({"triggerSource": "PreSignUp_SignUp"}),
+            json!({"triggerSource": 7}),
+            json!({}),
+        ] {
+            let err = trigger_of(&other).unwrap_err();
+            assert_eq!(err.code(), "invalid-request", "{other}");
+        }
+    }
 }

@@ -15,7 +15,10 @@ use crate::service::Verifier;
 /// challenge's key, a registration photo, a path with `..`, a key with extra characters) is a
 /// wrong answer; the key is parsed as well, so even a corrupted private parameter cannot point
 /// the verifier at another user's object.
-pub fn check_answer(answer: Option<&str>, challenge: &IssuedChallenge) -> Result<(), AuthFailureReason> {
+pub fn check_answer(
+    answer: Option<&str>,
+    challenge: &IssuedChallenge,
+) -> Result<(), AuthFailureReason> {
     let answer = answer.ok_or(AuthFailureReason::WrongAnswer)?;
     if answer != challenge.key() {
         return Err(AuthFailureReason::WrongAnswer);
@@ -52,8 +55,17 @@ pub async fn fetch(
     deadline: &Deadline,
 ) -> Result<Bytes, FetchError> {
     let max_bytes = verifier.settings().max_selfie_bytes;
-    let call = verifier.s3().get_object().bucket(verifier.bucket()).key(key).send();
-    let object = match deadline.run("GetObject selfie", call).await.map_err(VerifierError::from)? {
+    let call = verifier
+        .s3()
+        .get_object()
+        .bucket(verifier.bucket())
+        .key(key)
+        .send();
+    let object = match deadline
+        .run("GetObject selfie", call)
+        .await
+        .map_err(VerifierError::from)?
+    {
         Ok(object) => object,
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
             return Err(FetchError::Refused(AuthFailureReason::SelfieMissing));
@@ -139,7 +151,10 @@ mod tests {
                 "{wrong}"
             );
         }
-        assert_eq!(check_answer(None, &issued), Err(AuthFailureReason::WrongAnswer));
+        assert_eq!(
+            check_answer(None, &issued),
+            Err(AuthFailureReason::WrongAnswer)
+        );
     }
 
     #[test]

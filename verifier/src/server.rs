@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderValue, StatusCode, header::CONTENT_TYPE};
 use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header::CONTENT_TYPE};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -106,4 +106,3 @@ pub async fn serve(
     .with_graceful_shutdown(async move { shutdown.cancelled().await })
     .await
 }
-

@@ -25,6 +25,7 @@ pub struct VerifierSettings {
     /// Similarity (0-100) a selfie must reach against the registered face. 99 is Rekognition's
     /// recommendation for identity verification.
     #[arg(
+        id = "verify_threshold",
         long = "verify-threshold",
         env = "FACEGATE_VERIFY_THRESHOLD",
         default_value_t = 99.0

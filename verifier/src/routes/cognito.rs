@@ -36,7 +36,10 @@ pub async fn create(
     to_json(&event)
 }
 
-pub async fn verify(State(verifier): State<Verifier>, body: Body) -> Result<Response, VerifierError> {
+pub async fn verify(
+    State(verifier): State<Verifier>,
+    body: Body,
+) -> Result<Response, VerifierError> {
     let limit = verifier.settings().max_json_bytes;
     let raw: Value = read_json(body, limit, "verify-auth-challenge event").await?;
     let source = source_ip(&raw);

@@ -63,10 +63,14 @@ pub async fn show(
     let user = UserId::parse(user_id)?;
     let records = user_registrations(&verifier, &user).await?;
     if records.is_empty() {
-        return Err(VerifierError::NotFound(format!("registrations of user {user}")));
+        return Err(VerifierError::NotFound(format!(
+            "registrations of user {user}"
+        )));
     }
     let registrations: Vec<Value> = records.iter().map(view).collect();
-    Ok(Json(json!({ "user_id": user, "registrations": registrations })))
+    Ok(Json(
+        json!({ "user_id": user, "registrations": registrations }),
+    ))
 }
 
 /// What the caller sees of one registration.

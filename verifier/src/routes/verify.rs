@@ -75,7 +75,9 @@ fn user_from_query(query: Option<&str>) -> Result<UserId, VerifierError> {
     let user = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(name, _)| name == "user_id")
         .map(|(_, value)| value.into_owned())
-        .ok_or_else(|| VerifierError::invalid("verify request", "missing query parameter user_id"))?;
+        .ok_or_else(|| {
+            VerifierError::invalid("verify request", "missing query parameter user_id")
+        })?;
     Ok(UserId::parse(user)?)
 }
 
@@ -86,7 +88,9 @@ mod tests {
     #[test]
     fn the_user_comes_from_the_query() {
         assert_eq!(
-            user_from_query(Some("user_id=zo%C3%AB+user")).unwrap().as_str(),
+            user_from_query(Some("user_id=zo%C3%AB+user"))
+                .unwrap()
+                .as_str(),
             "zoë user"
         );
         assert!(user_from_query(None).is_err());

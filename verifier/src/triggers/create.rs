@@ -69,9 +69,7 @@ pub async fn create(
         (public::KEY.to_string(), issued.key()),
         (
             public::EXPIRY.to_string(),
-            issued
-                .expires_at
-                .to_rfc3339_opts(SecondsFormat::Secs, true),
+            issued.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
         ),
     ]
     .into();

@@ -120,7 +120,11 @@ async fn judge(
     selfie::delete(verifier, &key).await;
     timings.s3 += started.elapsed();
 
-    Ok(with_challenge(answer_from(user, verdict, AuthChannel::Cognito)))
+    Ok(with_challenge(answer_from(
+        user,
+        verdict,
+        AuthChannel::Cognito,
+    )))
 }
 
 /// The answer a face verdict makes.

@@ -52,7 +52,10 @@ pub async fn raise_once(stack: &Stack, alert: &SecurityAlert) -> Result<bool, Al
         .dynamodb
         .put_item()
         .table_name(stack.table(Table::ProcessedMessages))
-        .item(processed_messages::MESSAGE_KEY, AttributeValue::S(marker.clone()))
+        .item(
+            processed_messages::MESSAGE_KEY,
+            AttributeValue::S(marker.clone()),
+        )
         .item(
             processed_messages::EXPIRES_AT,
             AttributeValue::N((Utc::now().timestamp() + ALERT_MARKER_SECS).to_string()),
@@ -64,8 +67,7 @@ pub async fn raise_once(stack: &Stack, alert: &SecurityAlert) -> Result<bool, Al
     match put {
         Ok(_) => {}
         Err(e)
-            if e
-                .as_service_error()
+            if e.as_service_error()
                 .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
         {
             tracing::info!(alert_id = %alert.alert_id, "alert already raised");
@@ -73,8 +75,12 @@ pub async fn raise_once(stack: &Stack, alert: &SecurityAlert) -> Result<bool, Al
         }
         Err(e) => return Err(AlertError::dynamodb("PutItem processed-messages", e)),
     }
-    let published =
-        events::publish(&stack.clients.sns, stack.topic_arn(Topic::SecurityAlerts), alert).await;
+    let published = events::publish(
+        &stack.clients.sns,
+        stack.topic_arn(Topic::SecurityAlerts),
+        alert,
+    )
+    .await;
     if let Err(e) = published {
         // Take the marker back so the retry publishes; if even that fails, the alert is lost
         // for this cause: say so loudly.

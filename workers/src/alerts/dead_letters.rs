@@ -53,7 +53,13 @@ async fn check(stack: &Stack, queue: Queue, last_seen: &mut HashMap<Queue, i64>)
             return;
         }
     };
-    alerter::put_metric(stack, Metric::DeadLetters, count as f64, Some(("Queue", &name))).await;
+    alerter::put_metric(
+        stack,
+        Metric::DeadLetters,
+        count as f64,
+        Some(("Queue", &name)),
+    )
+    .await;
     let before = last_seen.insert(queue, count).unwrap_or(0);
     if count <= before {
         return;

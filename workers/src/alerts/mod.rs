@@ -41,23 +41,47 @@ use windows::{Subject, Windows};
 #[derive(clap::Args, Clone, Debug)]
 pub struct AlertsSettings {
     /// Length of the sliding window failures are counted in, in seconds.
-    #[arg(long = "failure-window-secs", env = "FACEGATE_FAILURE_WINDOW_SECS", default_value_t = 900)]
+    #[arg(
+        long = "failure-window-secs",
+        env = "FACEGATE_FAILURE_WINDOW_SECS",
+        default_value_t = 900
+    )]
     pub window_secs: u64,
     /// Size of one counter bucket, in seconds: the window slides in these steps.
-    #[arg(long = "failure-bucket-secs", env = "FACEGATE_FAILURE_BUCKET_SECS", default_value_t = 60)]
+    #[arg(
+        long = "failure-bucket-secs",
+        env = "FACEGATE_FAILURE_BUCKET_SECS",
+        default_value_t = 60
+    )]
     pub bucket_secs: u64,
     /// Failed sign-ins of one user within the window that lock the user.
-    #[arg(long = "lockout-threshold", env = "FACEGATE_LOCKOUT_THRESHOLD", default_value_t = 3)]
+    #[arg(
+        long = "lockout-threshold",
+        env = "FACEGATE_LOCKOUT_THRESHOLD",
+        default_value_t = 3
+    )]
     pub lockout_threshold: u32,
     /// How long a lock lasts, in seconds.
-    #[arg(long = "lockout-secs", env = "FACEGATE_LOCKOUT_SECS", default_value_t = 900)]
+    #[arg(
+        long = "lockout-secs",
+        env = "FACEGATE_LOCKOUT_SECS",
+        default_value_t = 900
+    )]
     pub lockout_secs: u64,
     /// Failed sign-ins from one source address within the window that raise a
     /// repeated-failure alert.
-    #[arg(long = "source-alert-threshold", env = "FACEGATE_SOURCE_ALERT_THRESHOLD", default_value_t = 10)]
+    #[arg(
+        long = "source-alert-threshold",
+        env = "FACEGATE_SOURCE_ALERT_THRESHOLD",
+        default_value_t = 10
+    )]
     pub source_alert_threshold: u32,
     /// How often every dead-letter queue is checked, in seconds.
-    #[arg(long = "dlq-check-secs", env = "FACEGATE_DLQ_CHECK_SECS", default_value_t = 60)]
+    #[arg(
+        long = "dlq-check-secs",
+        env = "FACEGATE_DLQ_CHECK_SECS",
+        default_value_t = 60
+    )]
     pub dlq_check_secs: u64,
 }
 
@@ -99,7 +123,10 @@ pub enum AlertError {
 }
 
 impl AlertError {
-    pub fn dynamodb(call: &'static str, source: impl Into<facegate_shared::worker::BoxError>) -> Self {
+    pub fn dynamodb(
+        call: &'static str,
+        source: impl Into<facegate_shared::worker::BoxError>,
+    ) -> Self {
         Self::DynamoDb {
             call,
             source: source.into(),
@@ -127,13 +154,16 @@ impl FailureAlerts {
     async fn on_failure(&self, message_id: &str, event: &AuthEvent) -> Result<(), AlertError> {
         let user = Subject::User(event.user_id.clone());
         let source = event.source.map(Subject::Source);
-        let subjects: Vec<Subject> = std::iter::once(user.clone()).chain(source.clone()).collect();
+        let subjects: Vec<Subject> = std::iter::once(user.clone())
+            .chain(source.clone())
+            .collect();
         let key = format!("alerts#{message_id}");
         if windows::count_once(&self.stack, &self.windows, &key, &subjects, event.time).await? {
             alerter::put_metric(&self.stack, Metric::FailedLogins, 1.0, None).await;
         }
 
-        let failures = windows::failures_in_window(&self.stack, &self.windows, &user, event.time).await?;
+        let failures =
+            windows::failures_in_window(&self.stack, &self.windows, &user, event.time).await?;
         if failures >= i64::from(self.settings.lockout_threshold) {
             self.lock(event, failures).await?;
         }
@@ -147,7 +177,10 @@ impl FailureAlerts {
                     AlertKind::RepeatedFailure,
                     Severity::Medium,
                     AlertSubject::Source(ip),
-                    format!("{failures} failed sign-ins from {ip} within {} s", self.windows.window_secs),
+                    format!(
+                        "{failures} failed sign-ins from {ip} within {} s",
+                        self.windows.window_secs
+                    ),
                     event,
                     failures,
                 );
@@ -160,7 +193,14 @@ impl FailureAlerts {
     async fn lock(&self, event: &AuthEvent, failures: i64) -> Result<(), AlertError> {
         let window = self.windows.window_secs;
         let reason = format!("{failures} failed sign-ins within {window} s");
-        let lock = lockout::lock(&self.stack, &event.user_id, event.time, self.settings.lockout_secs, &reason).await?;
+        let lock = lockout::lock(
+            &self.stack,
+            &event.user_id,
+            event.time,
+            self.settings.lockout_secs,
+            &reason,
+        )
+        .await?;
         let until = match lock {
             Lock::Applied { until } => {
                 alerter::put_metric(&self.stack, Metric::Lockouts, 1.0, None).await;
@@ -174,7 +214,10 @@ impl FailureAlerts {
             AlertKind::Lockout,
             Severity::High,
             AlertSubject::User(event.user_id.clone()),
-            format!("user {} locked for {} s after {reason}", event.user_id, self.settings.lockout_secs),
+            format!(
+                "user {} locked for {} s after {reason}",
+                event.user_id, self.settings.lockout_secs
+            ),
             event,
             failures,
         );
@@ -199,7 +242,10 @@ impl FailureAlerts {
         details.insert("window_secs".into(), self.windows.window_secs.into());
         details.insert("last_event_id".into(), event.event_id.to_string().into());
         if let AuthOutcome::Failure { reason } = event.outcome {
-            details.insert("last_reason".into(), serde_json::to_value(reason).unwrap_or_default());
+            details.insert(
+                "last_reason".into(),
+                serde_json::to_value(reason).unwrap_or_default(),
+            );
         }
         SecurityAlert {
             alert_id,
@@ -215,7 +261,8 @@ impl FailureAlerts {
 
 impl Handler for FailureAlerts {
     async fn handle(&self, message: &Message) -> Result<(), HandlerError> {
-        let note = Notification::<AuthEvent>::parse(&message.body).map_err(HandlerError::permanent)?;
+        let note =
+            Notification::<AuthEvent>::parse(&message.body).map_err(HandlerError::permanent)?;
         if note.event.outcome == AuthOutcome::Success {
             // The subscription filters successes out; one that slips through is not a failure.
             return Ok(());
@@ -241,15 +288,28 @@ pub async fn run_alerts(
         shutdown.clone(),
     ));
     let handler = FailureAlerts::new(stack.clone(), settings);
-    role::run_worker("alerts", &stack, Queue::Alerts, handler, worker, health, shutdown).await;
+    role::run_worker(
+        "alerts",
+        &stack,
+        Queue::Alerts,
+        handler,
+        worker,
+        health,
+        shutdown,
+    )
+    .await;
     let _ = watch.await;
 }
 
 /// `facegate alerts`: the standalone role.
 pub async fn alerts_main(args: AlertsArgs) -> Result<(), RoleError> {
     let settings = args.alerts;
-    role::standalone("alerts", args.role, move |stack, _limiter, worker, health, shutdown| {
-        run_alerts(stack, worker, settings, health, shutdown)
-    })
+    role::standalone(
+        "alerts",
+        args.role,
+        move |stack, _limiter, worker, health, shutdown| {
+            run_alerts(stack, worker, settings, health, shutdown)
+        },
+    )
     .await
 }

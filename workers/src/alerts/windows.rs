@@ -163,7 +163,13 @@ pub async fn failures_in_window(
         .unwrap_or_default();
     Ok(items
         .iter()
-        .filter_map(|item| item.get(auth_failures::FAILURES)?.as_n().ok()?.parse::<i64>().ok())
+        .filter_map(|item| {
+            item.get(auth_failures::FAILURES)?
+                .as_n()
+                .ok()?
+                .parse::<i64>()
+                .ok()
+        })
         .sum())
 }
 
@@ -178,9 +184,9 @@ mod tests {
             bucket_secs: 60,
         };
         let t: DateTime<Utc> = DateTime::from_timestamp(1_000_030, 0).unwrap();
-        assert_eq!(w.bucket_start(t), 999_960);
+        assert_eq!(w.bucket_start(t), 1_000_020);
         // Five one-minute buckets, the last one holding `t`.
-        assert_eq!(w.range(t), (999_720, 999_960));
+        assert_eq!(w.range(t), (999_780, 1_000_020));
         assert_eq!(
             Subject::Source("203.0.113.7".parse().unwrap()).key(),
             "source#203.0.113.7"
