@@ -28,7 +28,7 @@ enum Command {
     /// Run the local face engine: Rekognition's API over real face models.
     Engine(facegate_engine::EngineArgs),
     /// Run everything in one process: the engine, provisioning, and every role.
-    Dev(dev::DevArgs),
+    Dev(Box<dev::DevArgs>),
     /// Index registration photos: quality gate, IndexFaces, `FaceIndexed` (queue `uploads`).
     Indexer(facegate_workers::IndexerArgs),
     /// Settle indexed faces: duplicate search, then ACTIVE, REPLACED or REJECTED (queue `dedup`).
@@ -63,6 +63,10 @@ enum Bench {
     /// The face engine: per-stage latency against the Python/OpenCV reference, HTTP requests
     /// per second, search time at 10k/100k/1M faces, memory.
     Engine(facegate_engine::bench::BenchArgs),
+    /// The registration pipeline on the local stack: registrations/s through indexer + dedup
+    /// with 1, 2 and 4 handlers in flight, upload-to-ACTIVE p50/p99, worker RSS, and the worker
+    /// runtime's overhead against a plain receive-delete loop. Needs a running engine.
+    Pipeline(facegate_workers::bench::BenchPipelineArgs),
     /// The verifier: Verify-challenge latency and throughput with 1 and 8 clients, per phase,
     /// and memory (needs the stack and `facegate engine` running).
     Verifier(facegate_verifier::bench::BenchArgs),
@@ -86,11 +90,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(Bench::Engine(args)) => {
             print!("{}", facegate_engine::bench::bench(args).await?)
         }
-        Command::Dev(args) => dev::run(args).await?,
+        Command::Dev(args) => dev::run(*args).await?,
         Command::Indexer(args) => facegate_workers::indexer_main(args).await?,
         Command::Dedup(args) => facegate_workers::dedup_main(args).await?,
         Command::Verifier(args) => facegate_verifier::main(args).await?,
         Command::Alerts(args) => facegate_workers::alerts::alerts_main(args).await?,
+        Command::Bench(Bench::Pipeline(args)) => {
+            print!("{}", facegate_workers::bench::run(args).await?)
+        }
         Command::Bench(Bench::Verifier(args)) => facegate_verifier::bench::main(args).await?,
         Command::Health { url } => probe::probe(&url).await?,
     }

@@ -9,7 +9,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::eventually;
-use common::pipeline::{Pacing, Pipeline, blank_png, fixture, fixtures_by_person, two_faces_jpeg, user_of};
+use common::pipeline::{
+    Pacing, Pipeline, blank_png, fixture, fixtures_by_person, two_faces_jpeg, user_of,
+};
 use facegate_shared::config::Queue;
 use facegate_shared::events::{AlertKind, Notification, SecurityAlert};
 use facegate_shared::ids::UploadId;
@@ -49,10 +51,21 @@ async fn photos_become_active_bad_ones_are_rejected_and_duplicates_are_caught() 
                 let mut uploads = Vec::new();
                 for photo in photos {
                     let extension = photo.rsplit_once('.').expect("an extension").1;
-                    let upload = pipeline.upload(user.as_str(), fixture(photo), extension).await;
-                    let record = pipeline.final_state(user.as_str(), &upload, PER_PHOTO).await;
-                    assert_eq!(record.state, RegistrationState::Active, "{photo}: {record:?}");
-                    assert!(record.face_id.is_some(), "{photo}: an ACTIVE registration has a face");
+                    let upload = pipeline
+                        .upload(user.as_str(), fixture(photo), extension)
+                        .await;
+                    let record = pipeline
+                        .final_state(user.as_str(), &upload, PER_PHOTO)
+                        .await;
+                    assert_eq!(
+                        record.state,
+                        RegistrationState::Active,
+                        "{photo}: {record:?}"
+                    );
+                    assert!(
+                        record.face_id.is_some(),
+                        "{photo}: an ACTIVE registration has a face"
+                    );
                     uploads.push(upload);
                 }
                 (user.to_string(), uploads)
@@ -65,7 +78,10 @@ async fn photos_become_active_bad_ones_are_rejected_and_duplicates_are_caught() 
     for (user, uploads) in &registered {
         let newest = uploads.last().expect("at least one photo");
         for pair in uploads.windows(2) {
-            let older = pipeline.registration(user, &pair[0]).await.expect("a record");
+            let older = pipeline
+                .registration(user, &pair[0])
+                .await
+                .expect("a record");
             assert_eq!(
                 older.state,
                 RegistrationState::Replaced {
@@ -76,15 +92,22 @@ async fn photos_become_active_bad_ones_are_rejected_and_duplicates_are_caught() 
         }
         let active = pipeline.registration(user, newest).await.expect("a record");
         assert_eq!(active.state, RegistrationState::Active);
-        assert_eq!(pipeline.active_upload(user).await.as_deref(), Some(newest.as_str()));
+        assert_eq!(
+            pipeline.active_upload(user).await.as_deref(),
+            Some(newest.as_str())
+        );
         active_faces.insert(active.face_id.clone().expect("a face"), newest.to_string());
     }
     // Replaced faces are gone: the collection is exactly the ACTIVE faces, each under its
     // upload id (a replaced face is deleted right after the transaction; allow it a moment).
-    eventually("the collection to hold exactly the ACTIVE faces", PER_PHOTO, || async {
-        let faces = pipeline.faces().await;
-        (faces == active_faces).then_some(())
-    })
+    eventually(
+        "the collection to hold exactly the ACTIVE faces",
+        PER_PHOTO,
+        || async {
+            let faces = pipeline.faces().await;
+            (faces == active_faces).then_some(())
+        },
+    )
     .await;
 
     // Bad uploads: each ends REJECTED with its reason, and adds no face.
@@ -92,14 +115,24 @@ async fn photos_become_active_bad_ones_are_rejected_and_duplicates_are_caught() 
     let no_face = pipeline.upload(bad_user, blank_png(), "png").await;
     let two_faces = pipeline.upload(bad_user, two_faces_jpeg(), "jpg").await;
     let not_an_image = pipeline
-        .upload(bad_user, b"this is a text file, not a photo".to_vec(), "jpg")
+        .upload(
+            bad_user,
+            b"this is a text file, not a photo".to_vec(),
+            "jpg",
+        )
         .await;
     let mut oversized = fixture("obama_1.jpg");
     oversized.resize(indexer.max_bytes as usize + 1, 0);
     let too_large = pipeline.upload(bad_user, oversized, "jpg").await;
     let cases = [
-        (no_face, rejected(&[RejectionReason::Quality(QualityIssue::NoFace)])),
-        (two_faces, rejected(&[RejectionReason::Quality(QualityIssue::MultipleFaces)])),
+        (
+            no_face,
+            rejected(&[RejectionReason::Quality(QualityIssue::NoFace)]),
+        ),
+        (
+            two_faces,
+            rejected(&[RejectionReason::Quality(QualityIssue::MultipleFaces)]),
+        ),
         (not_an_image, rejected(&[RejectionReason::NotAnImage])),
         (too_large, rejected(&[RejectionReason::TooLarge])),
     ];
@@ -110,9 +143,15 @@ async fn photos_become_active_bad_ones_are_rejected_and_duplicates_are_caught() 
     }
     // A key the pipeline cannot take is recorded for the user it names.
     let bad_key = format!("registrations/{bad_user}/not-a-photo.gif");
-    pipeline.put(&bad_key, fixture("obama_1.jpg"), "image/gif").await;
+    pipeline
+        .put(&bad_key, fixture("obama_1.jpg"), "image/gif")
+        .await;
     let record = pipeline
-        .final_state(bad_user, &UploadId::parse("not-a-photo").unwrap(), PER_PHOTO)
+        .final_state(
+            bad_user,
+            &UploadId::parse("not-a-photo").unwrap(),
+            PER_PHOTO,
+        )
         .await;
     assert_eq!(record.state, rejected(&[RejectionReason::InvalidKey]));
     assert_eq!(record.key, bad_key);
@@ -121,10 +160,19 @@ async fn photos_become_active_bad_ones_are_rejected_and_duplicates_are_caught() 
     // duplicate: REJECTED, its face deleted, and a security alert.
     let obama = user_of("obama");
     let impostor = "impostor-of-obama";
-    let duplicate = pipeline.upload(impostor, fixture("obama_1.jpg"), "jpg").await;
+    let duplicate = pipeline
+        .upload(impostor, fixture("obama_1.jpg"), "jpg")
+        .await;
     let record = pipeline.final_state(impostor, &duplicate, PER_PHOTO).await;
-    assert_eq!(record.state, rejected(&[RejectionReason::Duplicate]), "{record:?}");
-    let matched = record.duplicate_of.clone().expect("duplicate_of is recorded");
+    assert_eq!(
+        record.state,
+        rejected(&[RejectionReason::Duplicate]),
+        "{record:?}"
+    );
+    let matched = record
+        .duplicate_of
+        .clone()
+        .expect("duplicate_of is recorded");
     assert_eq!(matched.user_id, obama);
     assert!(matched.similarity >= 95.0, "{matched:?}");
     assert_eq!(pipeline.active_upload(impostor).await, None);

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::eventually;
-use common::pipeline::{Pacing, Pipeline, blank_png, fixture, fixtures_by_person, user_of, variant};
+use common::pipeline::{
+    Pacing, Pipeline, blank_png, fixture, fixtures_by_person, user_of, variant,
+};
 use facegate_shared::config::Queue;
 use facegate_shared::ids::{UploadId, UserId};
 use facegate_shared::registration::{RegistrationRecord, RegistrationState, RejectionReason};
@@ -95,11 +97,20 @@ fn poison_event(pipeline: &Pipeline, user: &UserId, upload: &UploadId) -> String
 /// newest accepted) per user and the users item pointing at it, the collection exactly the
 /// ACTIVE faces, the work queues empty, the poison messages (and only they) dead-lettered.
 async fn audit(pipeline: &Pipeline, uploads: &[Upload], within: Duration) {
+    for upload in uploads {
+        pipeline
+            .final_state(upload.user.as_str(), &upload.upload, within)
+            .await;
+    }
+    // An ACTIVE registration may still become REPLACED while others finish: read the records
+    // again once nothing is in flight any more.
+    pipeline.drained(within).await;
     let mut records: Vec<(Upload, RegistrationRecord)> = Vec::new();
     for upload in uploads {
         let record = pipeline
-            .final_state(upload.user.as_str(), &upload.upload, within)
-            .await;
+            .registration(upload.user.as_str(), &upload.upload)
+            .await
+            .expect("a record");
         records.push((upload.clone(), record));
     }
     let mut active_faces = HashMap::new();
@@ -137,14 +148,20 @@ async fn audit(pipeline: &Pipeline, uploads: &[Upload], within: Duration) {
             .iter()
             .max_by_key(|r| (r.created_at, r.upload_id.clone()))
             .expect("registrations");
-        assert_eq!(active.upload_id, newest.upload_id, "{user}: the newest upload signs in");
+        assert_eq!(
+            active.upload_id, newest.upload_id,
+            "{user}: the newest upload signs in"
+        );
         assert_eq!(
             pipeline.active_upload(user.as_str()).await.as_deref(),
             Some(active.upload_id.as_str()),
             "{user}: the users item points at the ACTIVE registration"
         );
         active_faces.insert(
-            active.face_id.clone().expect("an ACTIVE registration has a face"),
+            active
+                .face_id
+                .clone()
+                .expect("an ACTIVE registration has a face"),
             active.upload_id.to_string(),
         );
     }
@@ -154,23 +171,34 @@ async fn audit(pipeline: &Pipeline, uploads: &[Upload], within: Duration) {
     for record in &all {
         assert!(record.state.is_final(), "{record:?}");
     }
-    pipeline.drained(within).await;
     let faces = pipeline.faces().await;
     assert_eq!(
         faces, active_faces,
         "the collection holds exactly one face per ACTIVE registration"
     );
-    let poisons = uploads.iter().filter(|u| u.expect == Expect::Poison).count() as u64;
+    let poisons = uploads
+        .iter()
+        .filter(|u| u.expect == Expect::Poison)
+        .count() as u64;
     eventually("the poison messages in the uploads DLQ", within, || async {
-        let (waiting, in_flight) = pipeline.depth(pipeline.stack().dlq_url(Queue::Uploads)).await;
+        let (waiting, in_flight) = pipeline
+            .depth(pipeline.stack().dlq_url(Queue::Uploads))
+            .await;
         (waiting + in_flight == poisons).then_some(())
     })
     .await;
-    assert_eq!(pipeline.depth(pipeline.stack().dlq_url(Queue::Dedup)).await, (0, 0));
+    assert_eq!(
+        pipeline.depth(pipeline.stack().dlq_url(Queue::Dedup)).await,
+        (0, 0)
+    );
 }
 
 /// Uploads every photo, a few at a time, as fast as the emulator takes them.
-async fn upload_all(pipeline: Arc<Pipeline>, photos: Vec<(UserId, Vec<u8>)>, pause: Duration) -> Vec<Upload> {
+async fn upload_all(
+    pipeline: Arc<Pipeline>,
+    photos: Vec<(UserId, Vec<u8>)>,
+    pause: Duration,
+) -> Vec<Upload> {
     let mut uploads = Vec::new();
     for (user, bytes) in photos {
         let upload = pipeline.upload(user.as_str(), bytes, "jpg").await;
@@ -204,13 +232,20 @@ async fn sigkill_at_random_moments_loses_nothing_and_leaves_no_stray_face() {
     let pipeline = Arc::new(Pipeline::start(pacing).await);
     let seed = fastrand::u64(..);
     let mut rng = fastrand::Rng::with_seed(seed);
-    eprintln!("chaos seed {seed}; logs in {}", log_path(&pipeline, "*").display());
+    eprintln!(
+        "chaos seed {seed}; logs in {}",
+        log_path(&pipeline, "*").display()
+    );
 
     let mut photos = variants(PER_PERSON).await;
     rng.shuffle(&mut photos);
     let mut indexer = pipeline.spawn_role("indexer", &log_path(&pipeline, "indexer"));
     let mut dedup = pipeline.spawn_role("dedup", &log_path(&pipeline, "dedup"));
-    let uploader = tokio::spawn(upload_all(pipeline.clone(), photos, Duration::from_millis(40)));
+    let uploader = tokio::spawn(upload_all(
+        pipeline.clone(),
+        photos,
+        Duration::from_millis(40),
+    ));
 
     // What can never succeed: two events for a bucket that does not exist, two blank photos.
     let mut extra = Vec::new();
@@ -272,7 +307,11 @@ async fn sigkill_at_random_moments_loses_nothing_and_leaves_no_stray_face() {
     assert_eq!(uploads.len(), 8 * PER_PERSON);
     uploads.extend(extra);
     audit(&pipeline, &uploads, Duration::from_secs(300)).await;
-    eprintln!("audited {} registrations after {:?}", uploads.len(), started.elapsed());
+    eprintln!(
+        "audited {} registrations after {:?}",
+        uploads.len(),
+        started.elapsed()
+    );
     indexer.kill().await.ok();
     dedup.kill().await.ok();
 }
@@ -287,13 +326,24 @@ async fn sigterm_in_a_busy_run_exits_0_in_time_and_loses_nothing() {
     let indexer = pipeline.spawn_role("indexer", &log_path(&pipeline, "indexer"));
     let dedup = pipeline.spawn_role("dedup", &log_path(&pipeline, "dedup"));
 
-    let unfinished = eventually("the run to be under way", Duration::from_secs(120), || async {
-        let all = pipeline.all_registrations().await;
-        let indexed = all.iter().filter(|r| r.state != RegistrationState::Pending).count();
-        (indexed >= 3).then(|| uploads.len() - all.iter().filter(|r| r.state.is_final()).count())
-    })
+    let unfinished = eventually(
+        "the run to be under way",
+        Duration::from_secs(120),
+        || async {
+            let all = pipeline.all_registrations().await;
+            let indexed = all
+                .iter()
+                .filter(|r| r.state != RegistrationState::Pending)
+                .count();
+            (indexed >= 3)
+                .then(|| uploads.len() - all.iter().filter(|r| r.state.is_final()).count())
+        },
+    )
     .await;
-    assert!(unfinished > 0, "the run was over before SIGTERM: the test proves nothing");
+    assert!(
+        unfinished > 0,
+        "the run was over before SIGTERM: the test proves nothing"
+    );
 
     let sent = Instant::now();
     sigterm(&indexer).await;
@@ -311,9 +361,15 @@ async fn sigterm_in_a_busy_run_exits_0_in_time_and_loses_nothing() {
             log_path(&pipeline, name).display()
         );
         // The drain deadline plus the moment a long poll and a release take.
-        assert!(elapsed <= drain + Duration::from_secs(5), "{name} took {elapsed:?} to stop");
+        assert!(
+            elapsed <= drain + Duration::from_secs(5),
+            "{name} took {elapsed:?} to stop"
+        );
     }
-    eprintln!("both roles stopped {:?} after SIGTERM; {unfinished} registrations were unfinished", sent.elapsed());
+    eprintln!(
+        "both roles stopped {:?} after SIGTERM; {unfinished} registrations were unfinished",
+        sent.elapsed()
+    );
 
     // Nothing was lost: started again, the roles finish every registration.
     let mut indexer = pipeline.spawn_role("indexer", &log_path(&pipeline, "indexer"));

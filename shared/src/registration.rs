@@ -73,10 +73,7 @@ impl RegistrationState {
         match self {
             Self::Pending => 0,
             Self::Indexed => 1,
-            Self::Active
-            | Self::Rejected { .. }
-            | Self::Failed { .. }
-            | Self::Replaced { .. } => 2,
+            Self::Active | Self::Rejected { .. } | Self::Failed { .. } | Self::Replaced { .. } => 2,
         }
     }
 
@@ -85,8 +82,7 @@ impl RegistrationState {
     /// the quality gate). The one move between final states: ACTIVE -> REPLACED, when a newer
     /// registration of the same user becomes ACTIVE.
     pub fn can_become(&self, next: &RegistrationState) -> bool {
-        self.rank() < next.rank()
-            || matches!((self, next), (Self::Active, Self::Replaced { .. }))
+        self.rank() < next.rank() || matches!((self, next), (Self::Active, Self::Replaced { .. }))
     }
 
     /// The codes of the states `next` may be written over, for a DynamoDB condition

@@ -243,6 +243,8 @@ impl Pipeline {
                 p.retry_max_secs.to_string(),
             )
             .env("FACEGATE_WORKER_DRAIN_SECS", p.drain_secs.to_string())
+            .env("FACEGATE_INDEXER_DEAD_LETTER_SWEEP_SECS", "2")
+            .env("FACEGATE_DEDUP_DEAD_LETTER_SWEEP_SECS", "2")
             .env("FACEGATE_OPS_LISTEN", "127.0.0.1:0")
             .env_remove("FACEGATE_BUCKET")
             .kill_on_drop(true);

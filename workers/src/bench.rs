@@ -47,10 +47,18 @@ pub struct BenchPipelineArgs {
     #[command(flatten)]
     pub aws: AwsSettings,
     /// Folder of photos named `<person>_<n>.(jpg|png)`.
-    #[arg(long, env = "FACEGATE_BENCH_PIPELINE_PHOTOS", default_value = "tests/fixtures/faces")]
+    #[arg(
+        long,
+        env = "FACEGATE_BENCH_PIPELINE_PHOTOS",
+        default_value = "tests/fixtures/faces"
+    )]
     pub photos: PathBuf,
     /// Registrations per pipeline run.
-    #[arg(long, env = "FACEGATE_BENCH_PIPELINE_REGISTRATIONS", default_value_t = 40)]
+    #[arg(
+        long,
+        env = "FACEGATE_BENCH_PIPELINE_REGISTRATIONS",
+        default_value_t = 40
+    )]
     pub registrations: usize,
     /// Handlers in flight per role; one pipeline run each.
     #[arg(long, env = "FACEGATE_BENCH_PIPELINE_IN_FLIGHT", value_delimiter = ',', default_values_t = [1, 2, 4])]
@@ -59,7 +67,11 @@ pub struct BenchPipelineArgs {
     #[arg(long, env = "FACEGATE_BENCH_PIPELINE_REPEATS", default_value_t = 3)]
     pub repeats: usize,
     /// Messages per run of the runtime-overhead measurement.
-    #[arg(long, env = "FACEGATE_BENCH_PIPELINE_NOOP_MESSAGES", default_value_t = 1000)]
+    #[arg(
+        long,
+        env = "FACEGATE_BENCH_PIPELINE_NOOP_MESSAGES",
+        default_value_t = 1000
+    )]
     pub noop_messages: usize,
     /// Face-service calls per second allowed (the engine, not a quota, should be the limit).
     #[arg(long, env = "FACEGATE_BENCH_PIPELINE_FACE_CALLS_PER_SECOND", default_value_t = NonZeroU32::new(1000).expect("non-zero"))]
@@ -99,9 +111,12 @@ struct PipelineRun {
 
 /// Runs every measurement and returns the report to print.
 pub async fn run(args: BenchPipelineArgs) -> Result<String, BenchError> {
-    let prefix: Prefix = format!("fg-bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
-        .parse()
-        .map_err(|e: facegate_shared::config::NameError| BenchError::Run(e.to_string()))?;
+    let prefix: Prefix = format!(
+        "fg-bench-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+    .parse()
+    .map_err(|e: facegate_shared::config::NameError| BenchError::Run(e.to_string()))?;
     let settings = StackSettings::with_prefix(prefix.clone());
     provision::apply(&Plan::new(&settings, true), &args.aws).await?;
     let stack = Stack::connect(&StackArgs {
@@ -196,7 +211,11 @@ fn load_photos(dir: &PathBuf) -> Result<Vec<DynamicImage>, BenchError> {
 /// A JPEG of `photo`, mirrored on odd `n` and re-encoded at a quality that depends on `n`, so
 /// that every upload is a different file.
 fn variant(photo: &DynamicImage, n: usize) -> Vec<u8> {
-    let image = if n % 2 == 1 { photo.fliph() } else { photo.clone() };
+    let image = if n % 2 == 1 {
+        photo.fliph()
+    } else {
+        photo.clone()
+    };
     let mut out = Vec::new();
     let quality = 80 + (n % 4) as u8 * 5;
     let encoded = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
@@ -223,7 +242,11 @@ async fn pipeline_run(
         .map(|i| {
             let user = UserId::parse(format!("bench-{in_flight}-{repeat}-{i}"))
                 .map_err(|e| BenchError::Run(e.to_string()))?;
-            Ok((user, UploadId::random(), variant(&photos[i % photos.len()], i / photos.len())))
+            Ok((
+                user,
+                UploadId::random(),
+                variant(&photos[i % photos.len()], i / photos.len()),
+            ))
         })
         .collect::<Result<_, BenchError>>()?;
 
@@ -297,10 +320,13 @@ async fn pipeline_run(
         tokio::time::sleep(Duration::from_millis(200)).await;
         let mut still = Vec::new();
         for (user, upload, put_at) in waiting {
-            let stored = store.get(&user, &upload).await.map_err(|e| BenchError::Aws {
-                what: "GetItem",
-                source: Box::new(e),
-            })?;
+            let stored = store
+                .get(&user, &upload)
+                .await
+                .map_err(|e| BenchError::Aws {
+                    what: "GetItem",
+                    source: Box::new(e),
+                })?;
             match stored.map(|s| s.record) {
                 Some(r) if r.state == RegistrationState::Active => {
                     latencies.push((r.updated_at - put_at).to_std().unwrap_or_default());
@@ -431,9 +457,15 @@ async fn noop_worker_run(stack: &Stack, queue_url: &str, count: usize) -> f64 {
         ..WorkerSettings::default()
     };
     let started = Instant::now();
-    Worker::new("bench-noop", stack.clients.sqs.clone(), queue_url, noop, settings)
-        .run(done)
-        .await;
+    Worker::new(
+        "bench-noop",
+        stack.clients.sqs.clone(),
+        queue_url,
+        noop,
+        settings,
+    )
+    .run(done)
+    .await;
     count as f64 / started.elapsed().as_secs_f64()
 }
 

@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
+use aws_sdk_rekognition::config::retry::RetryConfig;
 use aws_sdk_rekognition::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_rekognition::primitives::Blob;
 use aws_sdk_rekognition::types::{Attribute, FaceDetail, Image, QualityFilter};
-use aws_sdk_rekognition::config::retry::RetryConfig;
 use facegate_shared::rate_limit::{FaceServiceLimiter, is_throttling};
 use facegate_shared::registration::RejectionReason;
 use facegate_shared::worker::BoxError;
@@ -44,7 +44,10 @@ impl FaceError {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let code = error.as_service_error().and_then(|e| e.code()).map(str::to_owned);
+        let code = error
+            .as_service_error()
+            .and_then(|e| e.code())
+            .map(str::to_owned);
         let reason = match code.as_deref() {
             Some("InvalidImageFormatException") => Some(RejectionReason::NotAnImage),
             Some("ImageTooLargeException") => Some(RejectionReason::TooLarge),

@@ -1,9 +1,18 @@
 //! What every queue-worker role does around its handler, written once: the settings all roles
-//! share, running one handler on one queue, and the standalone process (connect to the stack,
-//! serve `/metrics` `/healthz` `/readyz`, work until SIGTERM or SIGINT, drain, exit 0).
+//! share, running one handler on one queue together with the sweep of its dead-letter queue,
+//! and the standalone process (connect to the stack, serve `/metrics` `/healthz` `/readyz`,
+//! work until SIGTERM or SIGINT, drain, exit 0).
+//!
+//! Why a dead-letter sweep: SQS moves a message to the dead-letter queue when a *receive* finds
+//! it past `maxReceiveCount`. A handler sees its last delivery and marks the registration FAILED
+//! when it fails, but a process killed during that last delivery never does, and the message
+//! then reaches the dead-letter queue with its registration unfinished. The sweep reads the
+//! dead-letter queue every so often, without consuming it (the messages stay there for
+//! operators), and lets the handler finish what each message left undone.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use facegate_shared::config::Queue;
 use facegate_shared::ops::{self, Health, OpsSettings};
@@ -43,6 +52,13 @@ pub enum RoleError {
     },
 }
 
+/// A handler that can also settle a message found in its dead-letter queue: make the
+/// registration it was about final (FAILED) and leave no face behind. Must be idempotent: the
+/// sweep offers the same message again on every round.
+pub trait SettlesDeadLetters: Send + Sync + 'static {
+    fn settle_dead_letter(&self, body: &str) -> impl Future<Output = ()> + Send;
+}
+
 /// Runs `handler` on `queue` until `shutdown`, then drains (see the worker runtime).
 pub async fn run_worker<H: Handler>(
     name: &'static str,
@@ -65,6 +81,86 @@ pub async fn run_worker<H: Handler>(
     .await
 }
 
+/// [`run_worker`] with a handler made by `make`, and meanwhile a sweep of the queue's dead
+/// letters every `sweep_every` by a second handler from `make`.
+#[allow(clippy::too_many_arguments)] // The role's parts, each named; a struct would only rename them.
+pub async fn run_worker_sweeping_dead_letters<H: Handler + SettlesDeadLetters>(
+    name: &'static str,
+    stack: &Stack,
+    queue: Queue,
+    make: impl Fn() -> H,
+    settings: WorkerSettings,
+    sweep_every: Duration,
+    health: Health,
+    shutdown: CancellationToken,
+) {
+    let worker = run_worker(
+        name,
+        stack,
+        queue,
+        make(),
+        settings,
+        health,
+        shutdown.clone(),
+    );
+    let sweep = sweep_dead_letters(
+        name,
+        stack.clients.sqs.clone(),
+        stack.dlq_url(queue).to_string(),
+        make(),
+        sweep_every,
+        shutdown,
+    );
+    tokio::join!(worker, sweep);
+}
+
+/// Every `every`, offers each message of the dead-letter queue to `settler`. A message read is
+/// hidden for `every`, so each round sees each message about once; none is deleted.
+async fn sweep_dead_letters<S: SettlesDeadLetters>(
+    name: &'static str,
+    sqs: aws_sdk_sqs::Client,
+    dlq_url: String,
+    settler: S,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let hide = i32::try_from(every.as_secs().max(1)).unwrap_or(i32::MAX);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        loop {
+            let receive = sqs
+                .receive_message()
+                .queue_url(&dlq_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .visibility_timeout(hide)
+                .send();
+            let received = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                received = receive => received,
+            };
+            let messages = match received {
+                Ok(out) => out.messages.unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(worker = name, error = %facegate_shared::report::chain(&e), "dead-letter sweep: receive failed");
+                    break;
+                }
+            };
+            if messages.is_empty() {
+                break;
+            }
+            for message in &messages {
+                if let Some(body) = message.body() {
+                    settler.settle_dead_letter(body).await;
+                }
+            }
+        }
+    }
+}
+
 /// Whether this delivery is the last one before the queue's redrive policy moves the message
 /// to its dead-letter queue: a transient failure now is the registration's final answer.
 pub fn is_last_attempt(message: &Message, stack: &Stack) -> bool {
@@ -74,7 +170,11 @@ pub fn is_last_attempt(message: &Message, stack: &Stack) -> bool {
 /// A standalone role's process: connects, serves the operations endpoint, runs `role` (the
 /// embedded entry point, e.g. `run_indexer`) until SIGTERM or SIGINT and returns once it has
 /// drained. An operations endpoint that cannot listen stops the role with an error.
-pub async fn standalone<F, Fut>(name: &'static str, args: RoleArgs, role: F) -> Result<(), RoleError>
+pub async fn standalone<F, Fut>(
+    name: &'static str,
+    args: RoleArgs,
+    role: F,
+) -> Result<(), RoleError>
 where
     F: FnOnce(Stack, Arc<FaceServiceLimiter>, WorkerSettings, Health, CancellationToken) -> Fut,
     Fut: Future<Output = ()>,
@@ -121,5 +221,57 @@ where
             addr,
             source: std::io::Error::other(join.to_string()),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{DedupArgs, DedupSettings, DuplicatePolicy, IndexerArgs, IndexerSettings};
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Indexer {
+        #[command(flatten)]
+        args: IndexerArgs,
+    }
+
+    #[derive(Parser)]
+    struct Dedup {
+        #[command(flatten)]
+        args: DedupArgs,
+    }
+
+    /// `facegate dev` puts every role's settings on one command line: they must not clash.
+    #[derive(Parser)]
+    struct Together {
+        #[command(flatten)]
+        role: super::RoleArgs,
+        #[command(flatten)]
+        indexer: IndexerSettings,
+        #[command(flatten)]
+        dedup: DedupSettings,
+    }
+
+    #[test]
+    fn settings_are_unique_across_roles_and_default_sensibly() {
+        Indexer::command().debug_assert();
+        Dedup::command().debug_assert();
+        Together::command().debug_assert();
+        let unset = |name: &str| std::env::var_os(name).is_none();
+        let together = Together::try_parse_from(["dev"]).unwrap();
+        if unset("FACEGATE_DEDUP_THRESHOLD") && unset("FACEGATE_DEDUP_POLICY") {
+            assert_eq!(together.dedup, DedupSettings::default());
+            assert_eq!(together.dedup.threshold, 95.0);
+            assert_eq!(together.dedup.policy, DuplicatePolicy::Reject);
+        }
+        if std::env::vars().all(|(k, _)| !k.starts_with("FACEGATE_INDEXER_")) {
+            assert_eq!(together.indexer, IndexerSettings::default());
+        }
+        let dedup =
+            Dedup::try_parse_from(["dedup", "--dedup-policy", "flag", "--dedup-threshold", "99"])
+                .unwrap();
+        assert_eq!(dedup.args.dedup.policy, DuplicatePolicy::Flag);
+        assert!(Dedup::try_parse_from(["dedup", "--dedup-threshold", "101"]).is_err());
+        assert!(Indexer::try_parse_from(["indexer", "--indexer-max-bytes", "6000000"]).is_err());
     }
 }

@@ -206,12 +206,18 @@ impl RegistrationStore {
         }
     }
 
-    fn parse(&self, item: &HashMap<String, AttributeValue>) -> Result<StoredRegistration, StoreError> {
+    fn parse(
+        &self,
+        item: &HashMap<String, AttributeValue>,
+    ) -> Result<StoredRegistration, StoreError> {
         let record = RegistrationRecord::from_item(item).map_err(|source| StoreError::Item {
             table: self.registrations.clone(),
             source,
         })?;
-        let alert_published = matches!(item.get(reg::ALERT_PUBLISHED), Some(AttributeValue::Bool(true)));
+        let alert_published = matches!(
+            item.get(reg::ALERT_PUBLISHED),
+            Some(AttributeValue::Bool(true))
+        );
         Ok(StoredRegistration {
             record,
             alert_published,
@@ -344,8 +350,7 @@ impl RegistrationStore {
         user: &UserId,
         upload: &UploadId,
     ) -> Result<(), StoreError> {
-        let mut set =
-            SetExpression::new(vec![(reg::ALERT_PUBLISHED, AttributeValue::Bool(true))]);
+        let mut set = SetExpression::new(vec![(reg::ALERT_PUBLISHED, AttributeValue::Bool(true))]);
         set.names.insert("#user".into(), reg::USER_ID.into());
         self.conditional_update(user, upload, set, "attribute_exists(#user)".into())
             .await
@@ -450,10 +455,14 @@ impl RegistrationStore {
         let mut set = SetExpression::new(vec![
             (users::ACTIVE_UPLOAD_ID, s(record.upload_id.as_str())),
             (users::ACTIVE_FACE_ID, s(face_id)),
-            (users::ACTIVE_CREATED_AT, s(sortable_time(record.created_at))),
+            (
+                users::ACTIVE_CREATED_AT,
+                s(sortable_time(record.created_at)),
+            ),
             (users::UPDATED_AT, s(&now)),
         ]);
-        set.names.insert("#active".into(), users::ACTIVE_UPLOAD_ID.into());
+        set.names
+            .insert("#active".into(), users::ACTIVE_UPLOAD_ID.into());
         let condition = match previous {
             None => "attribute_not_exists(#active)".to_string(),
             Some(previous) => {
@@ -502,7 +511,9 @@ impl RegistrationStore {
                 tracing::info!(error = %facegate_shared::report::chain(&e), "activation cancelled; re-reading");
                 Ok(Activation::Conflict)
             }
-            Err(e) => Err(self.aws("TransactWriteItems", &self.registrations)(e.into())),
+            Err(e) => Err(self.aws("TransactWriteItems", &self.registrations)(
+                e.into(),
+            )),
         }
     }
 
@@ -549,7 +560,10 @@ mod tests {
         let rejected = RegistrationState::Rejected {
             reasons: vec![RejectionReason::Quality(QualityIssue::NoFace)],
         };
-        let names: Vec<&str> = state_attributes(&rejected).iter().map(|(n, _)| *n).collect();
+        let names: Vec<&str> = state_attributes(&rejected)
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
         assert_eq!(names, [reg::STATE, reg::REASONS]);
         let replaced = RegistrationState::Replaced {
             by_upload_id: UploadId::parse("u-9").unwrap(),

@@ -35,7 +35,12 @@ mod tests {
     use chrono::{DateTime, Utc};
     use facegate_shared::ids::{UploadId, UserId};
 
-    fn registration(user: &str, upload: &str, seconds: i64, state: RegistrationState) -> RegistrationRecord {
+    fn registration(
+        user: &str,
+        upload: &str,
+        seconds: i64,
+        state: RegistrationState,
+    ) -> RegistrationRecord {
         let t0: DateTime<Utc> = "2026-11-21T12:00:00Z".parse().unwrap();
         RegistrationRecord {
             state,
@@ -84,7 +89,10 @@ mod tests {
             },
             RegistrationState::Failed { detail: "x".into() },
         ] {
-            assert!(!counts_as_duplicate(&ours, &registration("alice", "a1", 0, state)));
+            assert!(!counts_as_duplicate(
+                &ours,
+                &registration("alice", "a1", 0, state)
+            ));
         }
     }
 }

@@ -24,6 +24,7 @@
 mod decision;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use facegate_shared::config::{Queue, Topic};
@@ -43,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 pub use decision::{DuplicatePolicy, counts_as_duplicate};
 
 use crate::faces::FaceCollection;
-use crate::role::{self, RoleArgs, RoleError};
+use crate::role::{self, RoleArgs, RoleError, SettlesDeadLetters};
 use crate::store::{Activation, RegistrationStore, StoredRegistration};
 
 /// Rekognition's largest `MaxFaces` for SearchFaces: every face above the threshold.
@@ -56,13 +57,18 @@ const MAX_ROUNDS: usize = 5;
 #[derive(clap::Args, Clone, Debug, PartialEq)]
 pub struct DedupSettings {
     /// Similarity (0-100) at or above which another user's face is the same person.
-    #[arg(long = "dedup-threshold", env = "FACEGATE_DEDUP_THRESHOLD", default_value_t = 95.0,
+    #[arg(id = "dedup-threshold", long = "dedup-threshold", env = "FACEGATE_DEDUP_THRESHOLD", default_value_t = 95.0,
           value_parser = parse_threshold)]
     pub threshold: f32,
     /// What a duplicate registration becomes: `reject` (REJECTED, face deleted) or `flag`
     /// (ACTIVE with `duplicate_of`). Both raise a security alert.
-    #[arg(long = "dedup-policy", env = "FACEGATE_DEDUP_POLICY", value_enum, default_value_t = DuplicatePolicy::Reject)]
+    #[arg(id = "dedup-policy", long = "dedup-policy", env = "FACEGATE_DEDUP_POLICY", value_enum, default_value_t = DuplicatePolicy::Reject)]
     pub policy: DuplicatePolicy,
+    /// Seconds between two sweeps of the `dedup` dead-letter queue, which mark registrations
+    /// whose message was dead-lettered FAILED (see `role`).
+    #[arg(id = "dedup-dead-letter-sweep-secs", long = "dedup-dead-letter-sweep-secs", env = "FACEGATE_DEDUP_DEAD_LETTER_SWEEP_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=43_200))]
+    pub dead_letter_sweep_secs: u64,
 }
 
 impl Default for DedupSettings {
@@ -70,6 +76,7 @@ impl Default for DedupSettings {
         Self {
             threshold: 95.0,
             policy: DuplicatePolicy::Reject,
+            dead_letter_sweep_secs: 60,
         }
     }
 }
@@ -100,16 +107,31 @@ pub async fn run_dedup(
     health: Health,
     shutdown: CancellationToken,
 ) {
-    let dedup = Dedup::new(stack.clone(), limiter, settings);
-    role::run_worker("dedup", &stack, Queue::Dedup, dedup, worker, health, shutdown).await
+    let sweep_every = Duration::from_secs(settings.dead_letter_sweep_secs);
+    let make = || Dedup::new(stack.clone(), limiter.clone(), settings.clone());
+    role::run_worker_sweeping_dead_letters(
+        "dedup",
+        &stack,
+        Queue::Dedup,
+        make,
+        worker,
+        sweep_every,
+        health,
+        shutdown,
+    )
+    .await
 }
 
 /// `facegate dedup`: the standalone role, until SIGTERM or SIGINT.
 pub async fn dedup_main(args: DedupArgs) -> Result<(), RoleError> {
     let settings = args.dedup;
-    role::standalone("dedup", args.role, move |stack, limiter, worker, health, shutdown| {
-        run_dedup(stack, limiter, worker, settings, health, shutdown)
-    })
+    role::standalone(
+        "dedup",
+        args.role,
+        move |stack, limiter, worker, health, shutdown| {
+            run_dedup(stack, limiter, worker, settings, health, shutdown)
+        },
+    )
     .await
 }
 
@@ -183,7 +205,9 @@ impl Dedup {
                 return Ok(());
             }
             let Some(face_id) = record.face_id.as_deref() else {
-                return Err(step("reading the face id")("INDEXED record without a face id".into()));
+                return Err(step("reading the face id")(
+                    "INDEXED record without a face id".into(),
+                ));
             };
             let duplicate = self
                 .find_duplicate(record, face_id)
@@ -196,7 +220,12 @@ impl Dedup {
                         reasons: vec![RejectionReason::Duplicate],
                     };
                     self.store
-                        .finish(&record.user_id, &record.upload_id, &rejected, Some(duplicate))
+                        .finish(
+                            &record.user_id,
+                            &record.upload_id,
+                            &rejected,
+                            Some(duplicate),
+                        )
                         .await
                         .map_err(|e| step("rejecting the duplicate")(Box::new(e)))?;
                 }
@@ -362,24 +391,43 @@ impl Dedup {
         Ok(())
     }
 
-    /// The last delivery failed: FAILED (if still INDEXED) and the face deleted, best effort.
-    async fn give_up(&self, event: &FaceIndexed, error: &DedupError, deliveries: u32) {
-        let failed = RegistrationState::Failed {
-            detail: format!("gave up after {deliveries} deliveries: {}", report::chain(error)),
-        };
+    /// The registration's message will never succeed (its last delivery failed, or it is in
+    /// the dead-letter queue): FAILED if still INDEXED, and its face deleted, best effort.
+    async fn fail(&self, event: &FaceIndexed, detail: String) {
+        let failed = RegistrationState::Failed { detail };
         match self
             .store
             .finish(&event.user_id, &event.upload_id, &failed, None)
             .await
         {
             Ok(true) => {
-                tracing::error!(upload = %event.upload_id, "registration FAILED; the message goes to the dead-letter queue");
-                if let Err(e) = self.faces.delete(std::slice::from_ref(&event.face_id)).await {
+                tracing::error!(upload = %event.upload_id, user = %event.user_id, "registration FAILED");
+                if let Err(e) = self
+                    .faces
+                    .delete(std::slice::from_ref(&event.face_id))
+                    .await
+                {
                     tracing::error!(face_id = %event.face_id, error = %report::chain(&e), "FAILED, but its face could not be deleted");
                 }
             }
             Ok(false) => {}
-            Err(e) => tracing::error!(upload = %event.upload_id, error = %report::chain(&e), "could not mark the registration FAILED"),
+            Err(e) => {
+                tracing::error!(upload = %event.upload_id, error = %report::chain(&e), "could not mark the registration FAILED")
+            }
+        }
+    }
+}
+
+impl SettlesDeadLetters for Dedup {
+    async fn settle_dead_letter(&self, body: &str) {
+        match Notification::<FaceIndexed>::parse(body) {
+            Ok(note) => {
+                let detail = "its FaceIndexed message reached the dead-letter queue".to_string();
+                self.fail(&note.event, detail).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %report::chain(&e), "dead letter is not a FaceIndexed: left alone")
+            }
         }
     }
 }
@@ -402,7 +450,12 @@ impl Handler for Dedup {
             Err(e @ DedupError::Missing { .. }) => Err(HandlerError::permanent(e)),
             Err(e) => {
                 if role::is_last_attempt(message, &self.stack) {
-                    self.give_up(&note.event, &e, message.receive_count).await;
+                    let detail = format!(
+                        "gave up after {} deliveries: {}",
+                        message.receive_count,
+                        report::chain(&e)
+                    );
+                    self.fail(&note.event, detail).await;
                 }
                 Err(HandlerError::transient(e))
             }

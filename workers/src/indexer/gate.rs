@@ -10,7 +10,11 @@ use super::photo::PhotoInfo;
 use super::settings::IndexerSettings;
 
 /// The issues of a photo; empty when it passes.
-pub fn check(settings: &IndexerSettings, faces: &[FaceDetail], photo: &PhotoInfo) -> Vec<QualityIssue> {
+pub fn check(
+    settings: &IndexerSettings,
+    faces: &[FaceDetail],
+    photo: &PhotoInfo,
+) -> Vec<QualityIssue> {
     let counted: Vec<&FaceDetail> = faces
         .iter()
         .filter(|f| f.confidence().unwrap_or_default() >= settings.min_confidence)
@@ -24,13 +28,17 @@ pub fn check(settings: &IndexerSettings, faces: &[FaceDetail], photo: &PhotoInfo
     // Rekognition always reports these with Attributes ALL; a measure it left out is not held
     // against the photo.
     if let Some(pose) = face.pose() {
-        let turned = |angle: Option<f32>| angle.unwrap_or_default().abs() > settings.max_pose_degrees;
+        let turned =
+            |angle: Option<f32>| angle.unwrap_or_default().abs() > settings.max_pose_degrees;
         if turned(pose.yaw()) || turned(pose.pitch()) {
             issues.push(QualityIssue::ExtremePose);
         }
     }
     if let Some(quality) = face.quality() {
-        if quality.sharpness().is_some_and(|s| s < settings.min_sharpness) {
+        if quality
+            .sharpness()
+            .is_some_and(|s| s < settings.min_sharpness)
+        {
             issues.push(QualityIssue::Blurry);
         }
         match quality.brightness() {
@@ -65,7 +73,12 @@ mod tests {
         FaceDetail::builder()
             .confidence(confidence)
             .pose(Pose::builder().yaw(yaw).pitch(0.0).roll(0.0).build())
-            .quality(ImageQuality::builder().sharpness(sharpness).brightness(brightness).build())
+            .quality(
+                ImageQuality::builder()
+                    .sharpness(sharpness)
+                    .brightness(brightness)
+                    .build(),
+            )
             .bounding_box(
                 BoundingBox::builder()
                     .width(side / PHOTO.width as f32)
@@ -90,7 +103,10 @@ mod tests {
     fn face_count() {
         let settings = IndexerSettings::default();
         assert_eq!(check(&settings, &[], &PHOTO), [QualityIssue::NoFace]);
-        assert_eq!(check(&settings, &[good(), good()], &PHOTO), [QualityIssue::MultipleFaces]);
+        assert_eq!(
+            check(&settings, &[good(), good()], &PHOTO),
+            [QualityIssue::MultipleFaces]
+        );
         // A faint detection in the background is not a second face, and not a face at all.
         let faint = face(40.0, 0.0, 30.0, 60.0, 100.0);
         assert!(check(&settings, &[good(), faint.clone()], &PHOTO).is_empty());
@@ -111,6 +127,9 @@ mod tests {
             ]
         );
         let bright = face(99.0, -5.0, 30.0, 99.0, 300.0);
-        assert_eq!(check(&settings, &[bright], &PHOTO), [QualityIssue::TooBright]);
+        assert_eq!(
+            check(&settings, &[bright], &PHOTO),
+            [QualityIssue::TooBright]
+        );
     }
 }

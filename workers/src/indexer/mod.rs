@@ -19,7 +19,8 @@
 //! recorded a face first, that face wins and this attempt deletes every other face of the
 //! upload it knows of. On the queue's last delivery a transient failure is final: the
 //! registration is marked FAILED, its faces are deleted (best effort), and the message goes on
-//! to the dead-letter queue.
+//! to the dead-letter queue. A process killed during that last delivery cannot do this; the
+//! dead-letter sweep (see [`crate::role`]) does it instead.
 //!
 //! Refusals (REJECTED, FAILED) are permanent errors for the worker runtime: recorded where the
 //! user sees them, the message deleted, never retried.
@@ -31,6 +32,7 @@ mod settings;
 pub use settings::{IndexerSettings, REKOGNITION_MAX_IMAGE_BYTES};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use facegate_shared::config::{Queue, REGISTRATIONS_PREFIX, Topic};
@@ -47,7 +49,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::faces::{FaceCollection, FaceError};
-use crate::role::{self, RoleArgs, RoleError};
+use crate::role::{self, RoleArgs, RoleError, SettlesDeadLetters};
 use crate::store::{RegistrationStore, StoreError};
 
 /// A face of the same image scores 100; other photos of the same person score 99.9+ too (the
@@ -75,16 +77,31 @@ pub async fn run_indexer(
     health: Health,
     shutdown: CancellationToken,
 ) {
-    let indexer = Indexer::new(stack.clone(), limiter, settings);
-    role::run_worker("indexer", &stack, Queue::Uploads, indexer, worker, health, shutdown).await
+    let sweep_every = Duration::from_secs(settings.dead_letter_sweep_secs);
+    let make = || Indexer::new(stack.clone(), limiter.clone(), settings.clone());
+    role::run_worker_sweeping_dead_letters(
+        "indexer",
+        &stack,
+        Queue::Uploads,
+        make,
+        worker,
+        sweep_every,
+        health,
+        shutdown,
+    )
+    .await
 }
 
 /// `facegate indexer`: the standalone role, until SIGTERM or SIGINT.
 pub async fn indexer_main(args: IndexerArgs) -> Result<(), RoleError> {
     let settings = args.indexer;
-    role::standalone("indexer", args.role, move |stack, limiter, worker, health, shutdown| {
-        run_indexer(stack, limiter, worker, settings, health, shutdown)
-    })
+    role::standalone(
+        "indexer",
+        args.role,
+        move |stack, limiter, worker, health, shutdown| {
+            run_indexer(stack, limiter, worker, settings, health, shutdown)
+        },
+    )
     .await
 }
 
@@ -112,9 +129,11 @@ pub struct Indexer {
     settings: IndexerSettings,
 }
 
-/// The upload being worked on, and every face this attempt knows was indexed for it.
+/// The upload being worked on, its photo once read, and every face this attempt knows was
+/// indexed for it.
 struct Attempt<'a> {
     record: &'a RegistrationRecord,
+    photo: Option<Vec<u8>>,
     faces: Vec<String>,
 }
 
@@ -149,7 +168,11 @@ impl Indexer {
     }
 
     /// One object event, start to end.
-    async fn index_object(&self, object: &ObjectEvent, message: &Message) -> Result<(), IndexError> {
+    async fn index_object(
+        &self,
+        object: &ObjectEvent,
+        message: &Message,
+    ) -> Result<(), IndexError> {
         let upload = match RegistrationUpload::parse_key(&object.key) {
             Ok(upload) => upload,
             Err(error) => return Err(self.refuse_key(object, error).await),
@@ -163,18 +186,29 @@ impl Indexer {
         );
         let mut attempt = Attempt {
             record: &pending,
+            photo: None,
             faces: Vec::new(),
         };
         let result = self.process(&mut attempt, message).await;
         if let Err(error @ IndexError::Step { .. }) = &result
             && role::is_last_attempt(message, &self.stack)
         {
-            self.give_up(&attempt, error, message.receive_count).await;
+            let detail = format!(
+                "gave up after {} deliveries: {}",
+                message.receive_count,
+                report::chain(error)
+            );
+            self.fail(&pending, detail, &attempt.faces, attempt.photo.as_deref())
+                .await;
         }
         result
     }
 
-    async fn process(&self, attempt: &mut Attempt<'_>, message: &Message) -> Result<(), IndexError> {
+    async fn process(
+        &self,
+        attempt: &mut Attempt<'_>,
+        message: &Message,
+    ) -> Result<(), IndexError> {
         let record = attempt.record;
         let created = self
             .store
@@ -202,11 +236,16 @@ impl Indexer {
         let redelivered = message.receive_count > 1 || !created;
 
         let photo = self.fetch(attempt).await?;
+        attempt.photo = Some(photo.clone());
         let info = match photo::inspect(&photo) {
             Ok(info) => info,
             Err(e) => {
                 return self
-                    .reject(attempt, vec![RejectionReason::NotAnImage], &report::chain(&e))
+                    .reject(
+                        attempt,
+                        vec![RejectionReason::NotAnImage],
+                        &report::chain(&e),
+                    )
                     .await;
             }
         };
@@ -247,7 +286,9 @@ impl Indexer {
                     Err(e) => return self.face_error(attempt, e).await,
                 };
                 let face = indexed.ok_or_else(|| {
-                    attempt.step("IndexFaces")("it indexed no face although DetectFaces found one".into())
+                    attempt.step("IndexFaces")(
+                        "it indexed no face although DetectFaces found one".into(),
+                    )
                 })?;
                 attempt.faces.push(face.clone());
                 face
@@ -306,9 +347,15 @@ impl Indexer {
     }
 
     /// Publishes `FaceIndexed` for an INDEXED registration.
-    async fn announce(&self, record: &RegistrationRecord, attempt: &Attempt<'_>) -> Result<(), IndexError> {
+    async fn announce(
+        &self,
+        record: &RegistrationRecord,
+        attempt: &Attempt<'_>,
+    ) -> Result<(), IndexError> {
         let Some(face_id) = record.face_id.clone() else {
-            return Err(attempt.step("announcing the face")("INDEXED record without a face id".into()));
+            return Err(attempt.step("announcing the face")(
+                "INDEXED record without a face id".into(),
+            ));
         };
         let event = FaceIndexed {
             user_id: record.user_id.clone(),
@@ -334,7 +381,13 @@ impl Indexer {
     async fn fetch(&self, attempt: &Attempt<'_>) -> Result<Vec<u8>, IndexError> {
         let record = attempt.record;
         let s3 = &self.stack.clients.s3;
-        let head = match s3.head_object().bucket(&record.bucket).key(&record.key).send().await {
+        let head = match s3
+            .head_object()
+            .bucket(&record.bucket)
+            .key(&record.key)
+            .send()
+            .await
+        {
             Ok(head) => head,
             Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => {
                 return self.object_missing(attempt).await;
@@ -344,13 +397,23 @@ impl Indexer {
         let size = head.content_length().unwrap_or_default().max(0) as u64;
         if size > self.settings.max_bytes {
             let detail = format!("{size} bytes, more than {}", self.settings.max_bytes);
-            return self.reject(attempt, vec![RejectionReason::TooLarge], &detail).await;
+            return self
+                .reject(attempt, vec![RejectionReason::TooLarge], &detail)
+                .await;
         }
         if !photo::content_type_allowed(head.content_type()) {
             let detail = format!("content type {:?}", head.content_type().unwrap_or_default());
-            return self.reject(attempt, vec![RejectionReason::NotAnImage], &detail).await;
+            return self
+                .reject(attempt, vec![RejectionReason::NotAnImage], &detail)
+                .await;
         }
-        let object = match s3.get_object().bucket(&record.bucket).key(&record.key).send().await {
+        let object = match s3
+            .get_object()
+            .bucket(&record.bucket)
+            .key(&record.key)
+            .send()
+            .await
+        {
             Ok(object) => object,
             Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
                 return self.object_missing(attempt).await;
@@ -365,8 +428,14 @@ impl Indexer {
             .to_vec();
         // The object may have been overwritten between the two calls.
         if bytes.len() as u64 > self.settings.max_bytes {
-            let detail = format!("{} bytes, more than {}", bytes.len(), self.settings.max_bytes);
-            return self.reject(attempt, vec![RejectionReason::TooLarge], &detail).await;
+            let detail = format!(
+                "{} bytes, more than {}",
+                bytes.len(),
+                self.settings.max_bytes
+            );
+            return self
+                .reject(attempt, vec![RejectionReason::TooLarge], &detail)
+                .await;
         }
         Ok(bytes)
     }
@@ -377,7 +446,15 @@ impl Indexer {
     /// can be redriven once the bucket is back.
     async fn object_missing<T>(&self, attempt: &Attempt<'_>) -> Result<T, IndexError> {
         let record = attempt.record;
-        match self.stack.clients.s3.head_bucket().bucket(&record.bucket).send().await {
+        match self
+            .stack
+            .clients
+            .s3
+            .head_bucket()
+            .bucket(&record.bucket)
+            .send()
+            .await
+        {
             Ok(_) => {
                 let state = RegistrationState::Failed {
                     detail: "the photo was deleted before it was processed".into(),
@@ -388,11 +465,17 @@ impl Indexer {
                     detail: "the object no longer exists".into(),
                 })
             }
-            Err(e) => Err(attempt.step("HeadBucket (the object was not found)")(Box::new(e))),
+            Err(e) => Err(attempt.step("HeadBucket (the object was not found)")(
+                Box::new(e),
+            )),
         }
     }
 
-    async fn face_error<T>(&self, attempt: &Attempt<'_>, error: FaceError) -> Result<T, IndexError> {
+    async fn face_error<T>(
+        &self,
+        attempt: &Attempt<'_>,
+        error: FaceError,
+    ) -> Result<T, IndexError> {
         match error {
             FaceError::Photo { reason, .. } => {
                 let detail = report::chain(&error);
@@ -410,14 +493,19 @@ impl Indexer {
         detail: &str,
     ) -> Result<T, IndexError> {
         let codes = format!("{reasons:?}");
-        self.finish(attempt, &RegistrationState::Rejected { reasons }).await?;
+        self.finish(attempt, &RegistrationState::Rejected { reasons })
+            .await?;
         Err(IndexError::Refused {
             key: attempt.record.key.clone(),
             detail: format!("rejected {codes}: {detail}"),
         })
     }
 
-    async fn finish(&self, attempt: &Attempt<'_>, state: &RegistrationState) -> Result<(), IndexError> {
+    async fn finish(
+        &self,
+        attempt: &Attempt<'_>,
+        state: &RegistrationState,
+    ) -> Result<(), IndexError> {
         let record = attempt.record;
         let moved = self
             .store
@@ -430,30 +518,76 @@ impl Indexer {
         Ok(())
     }
 
-    /// The last delivery failed: the registration is FAILED and its faces go (best effort).
-    async fn give_up(&self, attempt: &Attempt<'_>, error: &IndexError, deliveries: u32) {
-        let record = attempt.record;
-        let detail = format!("gave up after {deliveries} deliveries: {}", report::chain(error));
+    /// The registration's message will never succeed (its last delivery failed, or it is in
+    /// the dead-letter queue): FAILED unless already final, and every face of the upload
+    /// deleted, best effort: the recorded one, those this attempt knows of, and, when the photo
+    /// is at hand, any an earlier attempt indexed without recording.
+    async fn fail(
+        &self,
+        record: &RegistrationRecord,
+        detail: String,
+        known: &[String],
+        photo: Option<&[u8]>,
+    ) {
         let failed = RegistrationState::Failed { detail };
         // Read first: an INDEXED record holds a face that must go too.
         let stored_face = match self.store.get(&record.user_id, &record.upload_id).await {
             Ok(stored) => stored.and_then(|s| s.record.face_id),
             Err(_) => None,
         };
-        match self.store.finish(&record.user_id, &record.upload_id, &failed, None).await {
+        match self
+            .store
+            .finish(&record.user_id, &record.upload_id, &failed, None)
+            .await
+        {
             Ok(true) => {
-                let mut faces = attempt.faces.clone();
+                tracing::error!(key = %record.key, "registration FAILED");
+                let mut faces = known.to_vec();
                 faces.extend(stored_face);
+                if let Some(photo) = photo
+                    && let Ok(found) = self
+                        .faces
+                        .search_by_image(photo, ADOPT_THRESHOLD, ADOPT_MAX_FACES)
+                        .await
+                {
+                    faces.extend(
+                        found
+                            .into_iter()
+                            .filter(|m| {
+                                m.external_image_id.as_deref() == Some(record.upload_id.as_str())
+                            })
+                            .map(|m| m.face_id),
+                    );
+                }
+                faces.sort();
+                faces.dedup();
                 if !faces.is_empty()
                     && let Err(e) = self.faces.delete(&faces).await
                 {
                     tracing::error!(key = %record.key, ?faces, error = %report::chain(&e), "FAILED, but its faces could not be deleted");
                 }
-                tracing::error!(key = %record.key, "registration FAILED; the message goes to the dead-letter queue");
             }
             Ok(false) => {}
-            Err(e) => tracing::error!(key = %record.key, error = %report::chain(&e), "could not mark the registration FAILED"),
+            Err(e) => {
+                tracing::error!(key = %record.key, error = %report::chain(&e), "could not mark the registration FAILED")
+            }
         }
+    }
+
+    /// The photo as stored, for cleaning up after a failure; `None` if it cannot be read.
+    async fn read_photo(&self, record: &RegistrationRecord) -> Option<Vec<u8>> {
+        let object = self
+            .stack
+            .clients
+            .s3
+            .get_object()
+            .bucket(&record.bucket)
+            .key(&record.key)
+            .send()
+            .await
+            .ok()?;
+        let bytes = object.body.collect().await.ok()?.to_vec();
+        (bytes.len() as u64 <= self.settings.max_bytes).then_some(bytes)
     }
 
     /// A key that is not `registrations/<user_id>/<upload_id>.<ext>`: REJECTED `invalid-key`
@@ -506,6 +640,49 @@ fn owner_of_invalid_key(key: &str) -> Option<(UserId, UploadId)> {
     Some((user, upload))
 }
 
+impl SettlesDeadLetters for Indexer {
+    async fn settle_dead_letter(&self, body: &str) {
+        let objects = match S3Notification::parse(body).and_then(|n| n.objects()) {
+            Ok(objects) => objects,
+            Err(e) => {
+                tracing::warn!(error = %report::chain(&e), "dead letter is not an S3 event: left alone");
+                return;
+            }
+        };
+        for object in objects.iter().filter(|o| o.is_object_created()) {
+            // Invalid keys are refused, not retried: they do not end up here.
+            let Ok(upload) = RegistrationUpload::parse_key(&object.key) else {
+                continue;
+            };
+            let detail = "its S3 event reached the dead-letter queue".to_string();
+            let record = RegistrationRecord::pending(
+                upload.user_id,
+                upload.upload_id,
+                object.bucket.clone(),
+                object.key.clone(),
+                object.event_time,
+            );
+            // Killed before the first write: there is no record, and so no face either.
+            let failed = RegistrationRecord {
+                state: RegistrationState::Failed {
+                    detail: detail.clone(),
+                },
+                ..record.clone()
+            };
+            match self.store.create(&failed).await {
+                Ok(true) => tracing::error!(key = %record.key, "registration FAILED"),
+                Ok(false) => {
+                    let photo = self.read_photo(&record).await;
+                    self.fail(&record, detail, &[], photo.as_deref()).await;
+                }
+                Err(e) => {
+                    tracing::warn!(key = %record.key, error = %report::chain(&e), "dead-letter sweep: could not record FAILED")
+                }
+            }
+        }
+    }
+}
+
 impl Handler for Indexer {
     async fn handle(&self, message: &Message) -> Result<(), HandlerError> {
         let notification = S3Notification::parse(&message.body).map_err(HandlerError::permanent)?;
@@ -550,7 +727,9 @@ mod tests {
         assert!(upload.as_str().starts_with("invalid-key-"));
         // Stable: the same key gives the same record.
         assert_eq!(
-            owner_of_invalid_key("registrations/alice/a/b.jpg").unwrap().1,
+            owner_of_invalid_key("registrations/alice/a/b.jpg")
+                .unwrap()
+                .1,
             upload
         );
         assert_eq!(owner_of_invalid_key("registrations/noslash.jpg"), None);

@@ -53,7 +53,11 @@ pub fn inspect(bytes: &[u8]) -> Result<PhotoInfo, PhotoError> {
             | Orientation::Rotate90FlipH
             | Orientation::Rotate270FlipH)
     );
-    let (width, height) = if turned { (height, width) } else { (width, height) };
+    let (width, height) = if turned {
+        (height, width)
+    } else {
+        (width, height)
+    };
     Ok(PhotoInfo {
         format,
         width,
@@ -75,7 +79,11 @@ pub fn content_type_allowed(content_type: Option<&str>) -> bool {
         .to_ascii_lowercase();
     matches!(
         essence.as_str(),
-        "" | "image/jpeg" | "image/jpg" | "image/png" | "application/octet-stream" | "binary/octet-stream"
+        "" | "image/jpeg"
+            | "image/jpg"
+            | "image/png"
+            | "application/octet-stream"
+            | "binary/octet-stream"
     )
 }
 
@@ -88,7 +96,12 @@ mod tests {
         let image = RgbImage::new(width, height);
         let mut out = Vec::new();
         image::codecs::png::PngEncoder::new(&mut out)
-            .write_image(image.as_raw(), width, height, image::ExtendedColorType::Rgb8)
+            .write_image(
+                image.as_raw(),
+                width,
+                height,
+                image::ExtendedColorType::Rgb8,
+            )
             .unwrap();
         out
     }
@@ -105,15 +118,27 @@ mod tests {
     #[test]
     fn the_bytes_decide_the_format() {
         let info = inspect(&png(30, 20)).unwrap();
-        assert_eq!((info.format, info.width, info.height), (PhotoFormat::Png, 30, 20));
+        assert_eq!(
+            (info.format, info.width, info.height),
+            (PhotoFormat::Png, 30, 20)
+        );
         let info = inspect(&jpeg(40, 10)).unwrap();
-        assert_eq!((info.format, info.width, info.height), (PhotoFormat::Jpeg, 40, 10));
+        assert_eq!(
+            (info.format, info.width, info.height),
+            (PhotoFormat::Jpeg, 40, 10)
+        );
     }
 
     #[test]
     fn anything_else_is_not_a_photo() {
-        assert!(matches!(inspect(b"hello, not an image"), Err(PhotoError::Format(_))));
-        assert!(matches!(inspect(b"GIF89a\x01\x00\x01\x00"), Err(PhotoError::Format(_))));
+        assert!(matches!(
+            inspect(b"hello, not an image"),
+            Err(PhotoError::Format(_))
+        ));
+        assert!(matches!(
+            inspect(b"GIF89a\x01\x00\x01\x00"),
+            Err(PhotoError::Format(_))
+        ));
         // A JPEG signature with nothing after it.
         assert!(inspect(&[0xFF, 0xD8, 0xFF, 0xE0]).is_err());
         assert!(inspect(&[]).is_err());
