@@ -256,15 +256,13 @@ async fn the_api_needs_the_token_and_answers_json() {
         (status.as_u16(), body["error"]["code"].as_str()),
         (400, Some("invalid-user-id"))
     );
-    let too_big = vec![0xFFu8; 6 * 1024 * 1024];
     let (status, body) = env
         .http
-        .send(
-            "POST",
+        .send_oversized(
             "/v1/verify?user_id=alice",
-            Some(TOKEN),
+            TOKEN,
             "image/jpeg",
-            too_big,
+            6 * 1024 * 1024,
         )
         .await;
     assert_eq!(

@@ -404,6 +404,78 @@ impl Http {
         .await
     }
 
+    /// Sends a request whose body is larger than the server accepts, as a browser or curl
+    /// would: the head first, then the body, while reading the answer. A server that refuses
+    /// on the announced Content-Length answers 413 and closes before the body is written, so
+    /// the writing side may fail with a broken pipe; the answer read is what the client gets.
+    /// (hyper's client reports the write error instead of the answer it already received.)
+    pub async fn send_oversized(
+        &self,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        len: usize,
+    ) -> (StatusCode, Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let authority = self
+            .base
+            .strip_prefix("http://")
+            .expect("an http:// base URL")
+            .trim_end_matches('/')
+            .to_string();
+        let stream = tokio::net::TcpStream::connect(&authority)
+            .await
+            .expect("connecting to the verifier");
+        let (mut reader, mut writer) = stream.into_split();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: {content_type}\r\nContent-Length: {len}\r\n\r\n"
+        );
+        let writing = tokio::spawn(async move {
+            writer.write_all(head.as_bytes()).await?;
+            let chunk = vec![0xFFu8; 64 * 1024];
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                writer.write_all(&chunk[..n]).await?;
+                left -= n;
+            }
+            writer.flush().await
+        });
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut buf = [0u8; 8192];
+            loop {
+                let n = reader.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok::<_, std::io::Error>(());
+                }
+                answer.extend_from_slice(&buf[..n]);
+                if complete_response(&answer) {
+                    return Ok(());
+                }
+            }
+        })
+        .await
+        .expect("the verifier answers within 30 s");
+        // The body write may or may not have failed: either is allowed after an early answer.
+        writing.abort();
+        read.expect("reading the verifier's answer");
+        let text = String::from_utf8_lossy(&answer);
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("a complete HTTP answer, got {text:?}"));
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("a status line, got {head:?}"));
+        (
+            StatusCode::from_u16(status).expect("a valid status"),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
+    }
+
     /// A PUT of `body` to a presigned URL.
     pub async fn put(&self, url: &str, body: Vec<u8>) -> StatusCode {
         let request = hyper::Request::put(url)
@@ -415,4 +487,22 @@ impl Http {
             .expect("S3 answers");
         response.status()
     }
+}
+
+/// Whether `bytes` hold a whole HTTP/1.1 answer: the head and as many body bytes as its
+/// Content-Length announces.
+fn complete_response(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let length = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    body.len() >= length
 }
