@@ -9,7 +9,7 @@ SHELL := /bin/bash
 ORT_LIB = $$(ls $(CURDIR)/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n1)
 CARGO ?= cargo
 
-.PHONY: help setup build dev test deploy-check stack-start stack-stop bench-engine calibrate
+.PHONY: help setup build dev test deploy-check stack-start stack-stop bench-engine bench-pipeline bench-verifier calibrate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -51,6 +51,15 @@ bench-engine: setup ## the face engine benchmark (release build, with the Python
 	@.venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/requirements-bench.txt
 	$(CARGO) build --release --bin facegate
 	ORT_DYLIB_PATH="$(ORT_LIB)" ./target/release/facegate bench engine
+
+bench-pipeline: setup ## the registration pipeline benchmark (release build; starts the stack and an engine)
+	$(CARGO) build --release --bin facegate
+	ORT_DYLIB_PATH="$(ORT_LIB)" scripts/with-engine.sh ./target/release/facegate bench pipeline
+
+bench-verifier: setup ## the Verify-challenge benchmark (release build; starts the stack and an engine)
+	$(CARGO) build --release --bin facegate
+	ORT_DYLIB_PATH="$(ORT_LIB)" scripts/with-engine.sh \
+	  env FACEGATE_PREFIX=fg-bench-verifier sh -c './target/release/facegate provision && ./target/release/facegate bench verifier'
 
 calibrate: build ## similarity of every labelled photo pair, and FMR/FNMR per threshold
 	ORT_DYLIB_PATH="$(ORT_LIB)" ./target/debug/facegate calibrate tests/fixtures/faces
