@@ -1,6 +1,7 @@
 # facegate's two front doors:
 #   make dev    set up, build, start the local stack and run every role (Ctrl-C stops it all)
 #   make test   format check, lints, and every test against the real emulator and face engine
+#   make demo   (with `make dev` running in another terminal) the whole story, step by step
 # Everything is installed inside the checkout (.venv/, .facegate/); see README.md.
 
 SHELL := /bin/bash
@@ -8,8 +9,11 @@ SHELL := /bin/bash
 # The ONNX Runtime library inside .venv (resolved after setup has run).
 ORT_LIB = $$(ls $(CURDIR)/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n1)
 CARGO ?= cargo
+# The verifier's bearer token under `make dev`, which `make demo` presents. A fixed, local-only
+# value (the verifier listens on 127.0.0.1); export FACEGATE_VERIFIER_TOKEN to choose another.
+FACEGATE_VERIFIER_TOKEN ?= facegate-local-dev-token
 
-.PHONY: help setup build dev test deploy-check stack-start stack-stop bench-engine bench-pipeline bench-verifier calibrate
+.PHONY: help setup build dev demo test deploy-check stack-start stack-stop bench-engine bench-pipeline bench-verifier calibrate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -23,8 +27,13 @@ build: setup ## build the facegate binary (debug)
 dev: build ## run everything locally: stack, engine, provisioning, every role
 	@FACEGATE_STACK_PERSIST=1 scripts/stack.sh start
 	@echo "[dev] stop with Ctrl-C; the emulator keeps running (make stack-stop stops it)"
-	ORT_DYLIB_PATH="$(ORT_LIB)" \
+	ORT_DYLIB_PATH="$(ORT_LIB)" FACEGATE_VERIFIER_TOKEN="$(FACEGATE_VERIFIER_TOKEN)" \
 	  ./target/debug/facegate dev
+
+demo: build ## the whole story, step by step, against a running `make dev` (start that first)
+	@scripts/stack.sh status >/dev/null 2>&1 || { \
+	  echo "[demo] the local stack is not running: start 'make dev' in another terminal first"; exit 1; }
+	FACEGATE_VERIFIER_TOKEN="$(FACEGATE_VERIFIER_TOKEN)" ./target/debug/facegate demo
 
 test: setup ## every check CI runs: fmt, clippy, unit and integration tests
 	$(CARGO) fmt --all -- --check

@@ -138,6 +138,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  verifier (Cognito triggers, /v1) {verifier_url}");
     if generated_token {
         println!("  verifier bearer token           {token}  (FACEGATE_VERIFIER_TOKEN sets one)");
+    } else {
+        println!("  verifier bearer token           the one in FACEGATE_VERIFIER_TOKEN");
     }
     println!("  workers                         indexer, dedup, alerts");
     println!(

@@ -1,6 +1,7 @@
 //! `facegate`: one binary, one subcommand per role. Every setting is also an environment
 //! variable; `facegate <role> --help` lists them with their defaults.
 
+mod demo;
 mod dev;
 mod probe;
 
@@ -51,6 +52,14 @@ enum Command {
     /// Benchmarks: each prints its figures (medians and p99) and the reference it is compared to.
     #[command(subcommand)]
     Bench(Bench),
+    /// Walk through the whole story against a running stack (`facegate dev`), printing each
+    /// step: two people register, a duplicate is caught, a genuine sign-in, three impostor
+    /// attempts and the lockout, the security alerts, and an erasure. Exits non-zero naming
+    /// the first step that does not behave as described.
+    Demo(Box<demo::DemoArgs>),
+    /// Erase one user everywhere: their faces in the collection, their records and their
+    /// photos (the same as the verifier's `DELETE /v1/users/<id>`), and print what was removed.
+    Erase(facegate_verifier::erase::EraseArgs),
     /// Check an HTTP health endpoint (exit 0 on 200): the containers' health check.
     Health {
         #[arg(long, default_value = "http://127.0.0.1:9464/healthz")]
@@ -99,6 +108,10 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", facegate_workers::bench::run(args).await?)
         }
         Command::Bench(Bench::Verifier(args)) => facegate_verifier::bench::main(args).await?,
+        Command::Demo(args) => demo::run(*args).await?,
+        Command::Erase(args) => {
+            facegate_verifier::erase::main(args).await?;
+        }
         Command::Health { url } => probe::probe(&url).await?,
     }
     Ok(())

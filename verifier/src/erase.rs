@@ -6,12 +6,19 @@
 //! users item's active face, and the collection's own listing (faces whose external image id
 //! is one of the user's upload ids or the user id). Every step is idempotent: erasing twice,
 //! or after a crash half-way, finishes the job.
+//!
+//! Two doors lead here: `DELETE /v1/users/<id>` on the verifier, and `facegate erase <id>`
+//! ([`main`]), an operator's command that runs the same erasure directly against the stack.
 
 use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use facegate_shared::config::{REGISTRATIONS_PREFIX, SIGNIN_PREFIX, Table};
-use facegate_shared::ids::UserId;
+use facegate_shared::ids::{IdError, UserId};
+use facegate_shared::rate_limit::{FaceServiceLimiter, FaceServiceSettings};
+use facegate_shared::stack::{Stack, StackArgs, StackError};
 use facegate_shared::tables::{auth_failures, challenges, registrations, users};
 use serde::Serialize;
 
@@ -25,6 +32,60 @@ pub struct Erased {
     pub faces: usize,
     pub photos: usize,
     pub records: usize,
+}
+
+impl fmt::Display for Erased {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} face(s) from the collection, {} photo(s) from the bucket, {} record(s) from the tables",
+            self.faces, self.photos, self.records
+        )
+    }
+}
+
+/// `facegate erase <user_id>`: every setting is also an environment variable.
+#[derive(clap::Args, Clone, Debug)]
+pub struct EraseArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    #[command(flatten)]
+    pub face: FaceServiceSettings,
+    /// The user to erase: their faces, registration and sign-in records, failure counters,
+    /// challenges and photos. Erasing a user who is not there removes nothing and succeeds.
+    pub user_id: String,
+}
+
+/// Why `facegate erase` did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum EraseError {
+    #[error(transparent)]
+    UserId(#[from] IdError),
+    #[error(transparent)]
+    Stack(#[from] StackError),
+    #[error("erasing user {user}: {source} (erasure is idempotent: run it again)")]
+    Erase {
+        user: UserId,
+        #[source]
+        source: VerifierError,
+    },
+}
+
+/// `facegate erase`: erases one user directly against the stack (no verifier needed) and
+/// prints what was removed.
+pub async fn main(args: EraseArgs) -> Result<Erased, EraseError> {
+    let user = UserId::parse(args.user_id)?;
+    let stack = Stack::connect(&args.stack).await?;
+    let verifier =
+        Verifier::for_administration(stack, Arc::new(FaceServiceLimiter::new(&args.face)));
+    let erased = erase_user(&verifier, &user)
+        .await
+        .map_err(|source| EraseError::Erase {
+            user: user.clone(),
+            source,
+        })?;
+    println!("erased user {user}: {erased}");
+    Ok(erased)
 }
 
 pub async fn erase_user(verifier: &Verifier, user: &UserId) -> Result<Erased, VerifierError> {

@@ -9,8 +9,9 @@
 //!   `AuthEvent`), all under one [`deadline`] per request.
 //! - [`routes`] and [`server`]: the HTTP face of it; [`auth`]: the bearer token.
 //! - [`lambda`]: the same triggers as a Lambda function.
-//! - [`erase`]: removing a user everywhere.
-//! - [`bench`]: the Verify latency benchmark.
+//! - [`erase`]: removing a user everywhere (`DELETE /v1/users/<id>` and `facegate erase`).
+//! - [`client`]: the HTTP API from the other side (the app and Cognito), for [`bench`], the
+//!   Verify latency benchmark, and `facegate demo`.
 //!
 //! Wiring: [`spawn`] starts the server in-process (tests, `facegate dev`); [`main`] is the
 //! standalone role (`facegate verifier`, or `facegate verifier --lambda`).
@@ -19,6 +20,7 @@ pub mod account;
 pub mod auth;
 pub mod bench;
 pub mod challenge;
+pub mod client;
 pub mod deadline;
 pub mod erase;
 pub mod error;

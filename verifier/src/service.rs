@@ -33,6 +33,14 @@ impl Verifier {
         }
     }
 
+    /// A verifier that serves no request: for administrative work on the stack, such as
+    /// `facegate erase`, which reads none of the request settings (the defaults, no token).
+    pub fn for_administration(stack: Stack, limiter: Arc<FaceServiceLimiter>) -> Self {
+        let mut settings = VerifierSettings::local(String::new());
+        settings.token = None;
+        Self::new(stack, limiter, settings)
+    }
+
     pub fn stack(&self) -> &Stack {
         &self.inner.stack
     }
