@@ -9,7 +9,7 @@ SHELL := /bin/bash
 ORT_LIB = $$(ls $(CURDIR)/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n1)
 CARGO ?= cargo
 
-.PHONY: help setup build dev test deploy-check stack-start stack-stop bench-engine calibrate
+.PHONY: help setup build dev test deploy-check stack-start stack-stop bench-engine bench-soak calibrate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -51,6 +51,15 @@ bench-engine: setup ## the face engine benchmark (release build, with the Python
 	@.venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/requirements-bench.txt
 	$(CARGO) build --release --bin facegate
 	ORT_DYLIB_PATH="$(ORT_LIB)" ./target/release/facegate bench engine
+
+bench-soak: setup ## load and soak: every role its own process, 1000 registrations, 5000 sign-ins, a SIGKILL, the audit (release build)
+	$(CARGO) build --release --bin facegate
+	@started=0; \
+	if ! scripts/stack.sh status >/dev/null 2>&1; then scripts/stack.sh start && started=1; fi; \
+	status=0; \
+	ORT_DYLIB_PATH="$(ORT_LIB)" ./target/release/facegate bench soak || status=$$?; \
+	if [ $$started = 1 ]; then scripts/stack.sh stop; fi; \
+	exit $$status
 
 calibrate: build ## similarity of every labelled photo pair, and FMR/FNMR per threshold
 	ORT_DYLIB_PATH="$(ORT_LIB)" ./target/debug/facegate calibrate tests/fixtures/faces

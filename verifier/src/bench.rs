@@ -7,9 +7,8 @@
 //! write), prepares one challenge per Verify (Create, then a real PUT of the selfie to the
 //! presigned URL: not timed), then times only the `POST /cognito/verify` calls. The user is
 //! erased afterwards. The face engine runs as its own process (`facegate engine`), so the
-//! memory figure is the verifier's, not the models'.
+//! memory figure is the verifier's, not the models'. The HTTP side is [`crate::client`].
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,18 +21,15 @@ use bytes::Bytes;
 use chrono::Utc;
 use facegate_shared::config::Table;
 use facegate_shared::ids::{UploadId, UserId};
+use facegate_shared::measure::{Memory, percentile};
 use facegate_shared::objects::{ImageExtension, RegistrationUpload};
 use facegate_shared::rate_limit::{FaceServiceLimiter, FaceServiceSettings};
 use facegate_shared::registration::{RegistrationRecord, RegistrationState};
 use facegate_shared::stack::{Stack, StackArgs};
 use facegate_shared::tables::users;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::client::{ClientError, HttpClient};
 use crate::settings::VerifierSettings;
 
 /// `facegate bench verifier`.
@@ -67,8 +63,8 @@ pub enum BenchError {
     },
     #[error("{0}")]
     Setup(String),
-    #[error("{what}: {detail}")]
-    Request { what: &'static str, detail: String },
+    #[error(transparent)]
+    Request(#[from] ClientError),
 }
 
 fn setup(e: impl fmt::Display) -> BenchError {
@@ -173,15 +169,15 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
             .await?,
         );
     }
-    let (rss_mib, peak_rss_mib) = memory();
+    let memory = Memory::of_self();
     crate::erase::erase_user(&running.verifier, &user)
         .await
         .map_err(setup)?;
     shutdown.cancel();
     Ok(BenchReport {
         levels,
-        rss_mib,
-        peak_rss_mib,
+        rss_mib: memory.rss_mib(),
+        peak_rss_mib: memory.peak_mib(),
     })
 }
 
@@ -195,36 +191,9 @@ async fn level(
 ) -> Result<LevelReport, BenchError> {
     let mut prepared = Vec::with_capacity(requests);
     for _ in 0..requests {
-        let created = client
-            .cognito(
-                "create",
-                cognito_event(
-                    user,
-                    "CreateAuthChallenge_Authentication",
-                    json!({
-                        "challengeName": "CUSTOM_CHALLENGE", "session": [], "userAttributes": {}
-                    }),
-                ),
-            )
-            .await?
-            .0;
-        let public = &created["response"]["publicChallengeParameters"];
-        let private = created["response"]["privateChallengeParameters"].clone();
-        let (url, key) = match (public["url"].as_str(), public["key"].as_str()) {
-            (Some(url), Some(key)) => (url.to_string(), key.to_string()),
-            _ => {
-                return Err(BenchError::Request {
-                    what: "create",
-                    detail: created.to_string(),
-                });
-            }
-        };
-        client.put(&url, selfie.clone()).await?;
-        prepared.push(cognito_event(
-            user,
-            "VerifyAuthChallengeResponse_Authentication",
-            json!({ "privateChallengeParameters": private, "challengeAnswer": key, "userAttributes": {} }),
-        ));
+        let challenge = client.create(user, &[]).await?;
+        client.put(&challenge.url, selfie.clone()).await?;
+        prepared.push(challenge.verify_event(user));
     }
     let queue = Arc::new(tokio::sync::Mutex::new(prepared));
     let started = Instant::now();
@@ -272,43 +241,6 @@ async fn level(
         face_ms: mean("face"),
         store_ms: mean("store"),
     })
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-/// A Cognito trigger event as Cognito sends it.
-pub fn cognito_event(user: &UserId, trigger_source: &str, request: Value) -> Value {
-    json!({
-        "version": "1",
-        "triggerSource": trigger_source,
-        "region": "us-east-1",
-        "userPoolId": "us-east-1_bench",
-        "userName": user,
-        "callerContext": { "awsSdkVersion": "aws-sdk-unknown-unknown", "clientId": "bench" },
-        "request": request,
-        "response": {},
-    })
-}
-
-/// VmRSS and VmHWM of this process, in MiB (Linux; zero elsewhere).
-fn memory() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// Makes `user` able to sign in with the face in `photo`, as the registration pipeline would:
@@ -373,112 +305,4 @@ pub async fn register_active(
         .send()
         .await?;
     Ok(face_id)
-}
-
-/// A small HTTP/1 client for loopback (no TLS).
-#[derive(Clone)]
-struct HttpClient {
-    base: String,
-    token: String,
-    client: Client<HttpConnector, Full<Bytes>>,
-}
-
-impl HttpClient {
-    fn new(base: String, token: String) -> Self {
-        Self {
-            base,
-            token,
-            client: Client::builder(TokioExecutor::new()).build_http(),
-        }
-    }
-
-    /// POSTs a trigger event; returns the answered event and the Server-Timing phases (ms).
-    async fn cognito(
-        &self,
-        trigger: &'static str,
-        event: Value,
-    ) -> Result<(Value, HashMap<String, f64>), BenchError> {
-        let fail = |detail: String| BenchError::Request {
-            what: trigger,
-            detail,
-        };
-        let request = hyper::Request::post(format!("{}/cognito/{trigger}", self.base))
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(event.to_string())))
-            .map_err(|e| fail(e.to_string()))?;
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        let status = response.status();
-        let timing = response
-            .headers()
-            .get("server-timing")
-            .and_then(|v| v.to_str().ok())
-            .map(parse_server_timing)
-            .unwrap_or_default();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| fail(e.to_string()))?
-            .to_bytes();
-        if !status.is_success() {
-            return Err(fail(format!(
-                "{status}: {}",
-                String::from_utf8_lossy(&body)
-            )));
-        }
-        let value = serde_json::from_slice(&body).map_err(|e| fail(e.to_string()))?;
-        Ok((value, timing))
-    }
-
-    async fn put(&self, url: &str, body: Bytes) -> Result<(), BenchError> {
-        let fail = |detail: String| BenchError::Request {
-            what: "upload",
-            detail,
-        };
-        let request = hyper::Request::put(url)
-            .body(Full::new(body))
-            .map_err(|e| fail(e.to_string()))?;
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(fail(response.status().to_string()));
-        }
-        Ok(())
-    }
-}
-
-/// `s3;dur=1.5, face;dur=20` -> {s3: 1.5, face: 20}.
-fn parse_server_timing(header: &str) -> HashMap<String, f64> {
-    header
-        .split(',')
-        .filter_map(|metric| {
-            let (name, rest) = metric.trim().split_once(';')?;
-            let dur = rest.trim().strip_prefix("dur=")?.parse().ok()?;
-            Some((name.to_string(), dur))
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_and_server_timing() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 0.5), 50.0);
-        assert_eq!(percentile(&v, 0.99), 99.0);
-        assert_eq!(percentile(&[], 0.5), 0.0);
-        let t = parse_server_timing("s3;dur=1.5, face;dur=20.0, store;dur=3");
-        assert_eq!(t["s3"], 1.5);
-        assert_eq!(t["store"], 3.0);
-    }
 }

@@ -10,7 +10,8 @@
 //! - [`routes`] and [`server`]: the HTTP face of it; [`auth`]: the bearer token.
 //! - [`lambda`]: the same triggers as a Lambda function.
 //! - [`erase`]: removing a user everywhere.
-//! - [`bench`]: the Verify latency benchmark.
+//! - [`bench`]: the Verify latency benchmark; [`client`]: the HTTP client benchmarks play
+//!   Cognito with.
 //!
 //! Wiring: [`spawn`] starts the server in-process (tests, `facegate dev`); [`main`] is the
 //! standalone role (`facegate verifier`, or `facegate verifier --lambda`).
@@ -19,6 +20,7 @@ pub mod account;
 pub mod auth;
 pub mod bench;
 pub mod challenge;
+pub mod client;
 pub mod deadline;
 pub mod erase;
 pub mod error;
