@@ -13,7 +13,7 @@ CARGO ?= cargo
 # value (the verifier listens on 127.0.0.1); export FACEGATE_VERIFIER_TOKEN to choose another.
 FACEGATE_VERIFIER_TOKEN ?= facegate-local-dev-token
 
-.PHONY: help setup build dev demo test deploy-check stack-start stack-stop bench-engine bench-pipeline bench-verifier calibrate
+.PHONY: help setup build dev demo test deploy-check stack-start stack-stop bench-engine bench-pipeline bench-verifier bench-soak calibrate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -69,6 +69,15 @@ bench-verifier: setup ## the Verify-challenge benchmark (release build; starts t
 	$(CARGO) build --release --bin facegate
 	ORT_DYLIB_PATH="$(ORT_LIB)" scripts/with-engine.sh \
 	  env FACEGATE_PREFIX=fg-bench-verifier sh -c './target/release/facegate provision && ./target/release/facegate bench verifier'
+
+bench-soak: setup ## load and soak: every role its own process, 1000 registrations, 5000 sign-ins, a SIGKILL, the audit (release build)
+	$(CARGO) build --release --bin facegate
+	@started=0; \
+	if ! scripts/stack.sh status >/dev/null 2>&1; then scripts/stack.sh start && started=1; fi; \
+	status=0; \
+	ORT_DYLIB_PATH="$(ORT_LIB)" ./target/release/facegate bench soak || status=$$?; \
+	if [ $$started = 1 ]; then scripts/stack.sh stop; fi; \
+	exit $$status
 
 calibrate: build ## similarity of every labelled photo pair, and FMR/FNMR per threshold
 	ORT_DYLIB_PATH="$(ORT_LIB)" ./target/debug/facegate calibrate tests/fixtures/faces

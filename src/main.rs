@@ -4,6 +4,7 @@
 mod demo;
 mod dev;
 mod probe;
+mod soak;
 
 use std::path::PathBuf;
 
@@ -79,6 +80,11 @@ enum Bench {
     /// The verifier: Verify-challenge latency and throughput with 1 and 8 clients, per phase,
     /// and memory (needs the stack and `facegate engine` running).
     Verifier(facegate_verifier::bench::BenchArgs),
+    /// Load and soak on the local stack: every role its own process, N registrations and M
+    /// sign-ins (genuine and impostor) by concurrent clients, one worker SIGKILLed mid-run;
+    /// throughput, p50/p99, peak RSS per role, and an audit of the end state (exit 1 if any
+    /// audit line fails).
+    Soak(Box<soak::SoakArgs>),
 }
 
 #[tokio::main]
@@ -112,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Erase(args) => {
             facegate_verifier::erase::main(args).await?;
         }
+        Command::Bench(Bench::Soak(args)) => soak::main(*args).await?,
         Command::Health { url } => probe::probe(&url).await?,
     }
     Ok(())

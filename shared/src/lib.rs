@@ -16,11 +16,13 @@
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`shutdown`]: SIGTERM/SIGINT as a cancellation token.
 //! - [`report`]: errors with their causes, on one log line.
+//! - [`measure`]: percentiles and process memory, for the benchmarks.
 
 pub mod aws;
 pub mod config;
 pub mod events;
 pub mod ids;
+pub mod measure;
 pub mod objects;
 pub mod ops;
 pub mod provision;

@@ -16,6 +16,9 @@
 //!
 //! Each figure is the median of `--repeats` runs. The stack is provisioned under a fresh prefix
 //! (`fg-bench-<random>`), so the benchmark never touches anyone's data.
+//!
+//! The photos and their variants ([`load_photos`], [`variant`]) are also what `facegate bench
+//! soak` registers and signs in with.
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -28,6 +31,7 @@ use chrono::{DateTime, Utc};
 use facegate_shared::aws::AwsSettings;
 use facegate_shared::config::{Prefix, StackSettings};
 use facegate_shared::ids::{UploadId, UserId};
+use facegate_shared::measure::{Memory, percentile};
 use facegate_shared::ops::Health;
 use facegate_shared::provision::{self, Plan};
 use facegate_shared::rate_limit::{FaceServiceLimiter, FaceServiceSettings};
@@ -166,12 +170,12 @@ pub async fn run(args: BenchPipelineArgs) -> Result<String, BenchError> {
         args.noop_messages,
         runtime / plain
     ));
-    let (rss, peak) = rss_kib();
+    let memory = Memory::of_self();
     report.push_str(&format!(
         "process RSS at the end {} MiB, peak {} MiB (this process: the workers, the benchmark \
          driver, and the engine too if it runs in-process)\n",
-        rss / 1024,
-        peak / 1024
+        memory.rss_kib / 1024,
+        memory.peak_kib / 1024
     ));
     let _ = stack
         .clients
@@ -183,8 +187,16 @@ pub async fn run(args: BenchPipelineArgs) -> Result<String, BenchError> {
     Ok(report)
 }
 
-/// Decoded photos of the folder.
-fn load_photos(dir: &PathBuf) -> Result<Vec<DynamicImage>, BenchError> {
+/// A decoded photo and whose face it shows.
+#[derive(Clone, Debug)]
+pub struct Photo {
+    /// `<person>` of the file name `<person>_<n>.(jpg|png)`.
+    pub person: String,
+    pub image: DynamicImage,
+}
+
+/// Decoded photos of the folder, in file-name order.
+pub fn load_photos(dir: &PathBuf) -> Result<Vec<Photo>, BenchError> {
     let error = |source: BoxError| BenchError::Photos {
         dir: dir.clone(),
         source,
@@ -198,8 +210,15 @@ fn load_photos(dir: &PathBuf) -> Result<Vec<DynamicImage>, BenchError> {
     let photos = names
         .iter()
         .map(|p| {
+            let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            // A file without `_<n>` is a person of its own.
+            let person = stem.rsplit_once('_').map_or(stem, |(person, _)| person);
             let bytes = std::fs::read(p).map_err(|e| error(Box::new(e)))?;
-            image::load_from_memory(&bytes).map_err(|e| error(Box::new(e)))
+            let image = image::load_from_memory(&bytes).map_err(|e| error(Box::new(e)))?;
+            Ok::<_, BenchError>(Photo {
+                person: person.to_string(),
+                image,
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     if photos.is_empty() {
@@ -210,7 +229,7 @@ fn load_photos(dir: &PathBuf) -> Result<Vec<DynamicImage>, BenchError> {
 
 /// A JPEG of `photo`, mirrored on odd `n` and re-encoded at a quality that depends on `n`, so
 /// that every upload is a different file.
-fn variant(photo: &DynamicImage, n: usize) -> Vec<u8> {
+pub fn variant(photo: &DynamicImage, n: usize) -> Vec<u8> {
     let image = if n % 2 == 1 {
         photo.fliph()
     } else {
@@ -234,7 +253,7 @@ fn variant(photo: &DynamicImage, n: usize) -> Vec<u8> {
 async fn pipeline_run(
     stack: &Stack,
     args: &BenchPipelineArgs,
-    photos: &[DynamicImage],
+    photos: &[Photo],
     in_flight: usize,
     repeat: usize,
 ) -> Result<PipelineRun, BenchError> {
@@ -245,7 +264,7 @@ async fn pipeline_run(
             Ok((
                 user,
                 UploadId::random(),
-                variant(&photos[i % photos.len()], i / photos.len()),
+                variant(&photos[i % photos.len()].image, i / photos.len()),
             ))
         })
         .collect::<Result<_, BenchError>>()?;
@@ -355,14 +374,6 @@ async fn pipeline_run(
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
     })
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -521,31 +532,13 @@ async fn plain_loop_run(
     Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
-/// This process's resident set and its peak, in KiB (Linux; zeros elsewhere).
-fn rss_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_and_medians() {
+    fn medians() {
         let ms = |v: u64| Duration::from_millis(v);
-        let sorted: Vec<Duration> = (1..=100).map(ms).collect();
-        assert_eq!(percentile(&sorted, 0.5), ms(50));
-        assert_eq!(percentile(&sorted, 0.99), ms(99));
-        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median_duration(vec![ms(5), ms(1), ms(9)]), ms(5));
     }

@@ -1,0 +1,165 @@
+//! What `facegate bench soak` prints: the load, throughput and latency per flow (p50, p99),
+//! how the sign-ins ended, peak memory per role, how each role stopped, and the audit.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use facegate_shared::measure::percentile;
+
+use super::audit::Line;
+use super::fleet::{ExitReport, Role, RoleMemory};
+use super::signins::{Attempt, Kind, Outcome};
+
+/// Sorted latencies and the rate of one flow.
+#[derive(Clone, Debug, Default)]
+pub struct Flow {
+    pub count: usize,
+    pub per_second: f64,
+    pub sorted: Vec<Duration>,
+}
+
+impl Flow {
+    pub fn new(mut samples: Vec<Duration>, count: usize, wall: Duration) -> Self {
+        samples.sort();
+        Self {
+            count,
+            per_second: count as f64 / wall.as_secs_f64().max(1e-3),
+            sorted: samples,
+        }
+    }
+
+    fn ms(&self, p: f64) -> f64 {
+        percentile(&self.sorted, p).as_secs_f64() * 1000.0
+    }
+}
+
+/// Every figure of one soak.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub prefix: String,
+    pub clients: usize,
+    pub impostor_percent: u8,
+    pub impostor_targets: usize,
+    /// What was SIGKILLed, and when.
+    pub kill: Option<String>,
+    /// Upload to final: the rate over every registration; latency upload -> ACTIVE.
+    pub registrations: Flow,
+    /// The whole Cognito sequence per attempt.
+    pub sign_ins: Flow,
+    /// The Verify call alone.
+    pub verifies: Flow,
+    pub attempts: Vec<Attempt>,
+    pub memory: BTreeMap<Role, RoleMemory>,
+    pub exits: Vec<ExitReport>,
+    pub audit: Vec<Line>,
+    /// The run folder (logs), kept when something failed.
+    pub kept: Option<PathBuf>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.audit.iter().all(|l| l.passed)
+    }
+
+    fn outcomes(&self, kind: Kind) -> String {
+        let of = |wanted: fn(&Outcome) -> bool| {
+            self.attempts
+                .iter()
+                .filter(|a| a.kind == kind && wanted(&a.outcome))
+                .count()
+        };
+        format!(
+            "{} signed in, {} rejected, {} locked out, {} errors",
+            of(|o| *o == Outcome::SignedIn),
+            of(|o| *o == Outcome::Rejected),
+            of(|o| *o == Outcome::LockedOut),
+            of(|o| matches!(o, Outcome::Error(_)))
+        )
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "facegate bench soak: stack {}, {} registrations, {} sign-ins ({}% impostors, aimed \
+             at {} user(s)), {} clients per flow; {}",
+            self.prefix,
+            self.registrations.count,
+            self.sign_ins.count,
+            self.impostor_percent,
+            self.impostor_targets,
+            self.clients,
+            self.kill.as_deref().unwrap_or("nothing killed")
+        )?;
+        writeln!(f)?;
+        writeln!(
+            f,
+            "flow                                     count      per s   p50 ms   p99 ms"
+        )?;
+        let row = |f: &mut fmt::Formatter<'_>, name: &str, flow: &Flow, rate: bool| {
+            let per_second = if rate {
+                format!("{:>9.2}", flow.per_second)
+            } else {
+                format!("{:>9}", "-")
+            };
+            writeln!(
+                f,
+                "{name:<38} {:>7}  {per_second}  {:>7.0}  {:>7.0}",
+                flow.count,
+                flow.ms(0.50),
+                flow.ms(0.99)
+            )
+        };
+        row(
+            f,
+            "registrations (upload->ACTIVE)",
+            &self.registrations,
+            true,
+        )?;
+        row(f, "sign-ins (Define..Define)", &self.sign_ins, true)?;
+        row(f, "  Verify call alone", &self.verifies, false)?;
+        writeln!(
+            f,
+            "(registrations/s: every upload to the last final state; latency: end of PutObject \
+             to the ACTIVE record's updated_at)"
+        )?;
+        writeln!(f)?;
+        writeln!(f, "genuine sign-ins:  {}", self.outcomes(Kind::Genuine))?;
+        writeln!(f, "impostor sign-ins: {}", self.outcomes(Kind::Impostor))?;
+        writeln!(f)?;
+        writeln!(
+            f,
+            "role       peak RSS MiB  last RSS MiB  incarnations  SIGTERM"
+        )?;
+        for (role, memory) in &self.memory {
+            let exit = self
+                .exits
+                .iter()
+                .find(|e| e.role == *role)
+                .map_or("-".to_string(), |e| match e.status {
+                    Some(status) => format!("{status} after {:.1} s", e.after.as_secs_f64()),
+                    None => format!("still running after {:.0} s", e.after.as_secs_f64()),
+                });
+            writeln!(
+                f,
+                "{:<9} {:>13.1} {:>13.1} {:>13}  {exit}",
+                role.name(),
+                memory.peak_kib as f64 / 1024.0,
+                memory.last_rss_kib as f64 / 1024.0,
+                memory.incarnations
+            )?;
+        }
+        writeln!(f)?;
+        writeln!(f, "FINAL AUDIT")?;
+        for line in &self.audit {
+            writeln!(f, "{line}")?;
+        }
+        if let Some(dir) = &self.kept {
+            writeln!(f, "logs of every role kept in {}", dir.display())?;
+        }
+        Ok(())
+    }
+}
