@@ -174,7 +174,11 @@ pub async fn spawn_with_models(
         })?;
     let s3 = args.aws.s3(&args.aws.sdk_config().await);
     let state = Arc::new(EngineState {
-        images: ImageReader { models, s3 },
+        images: ImageReader {
+            models,
+            s3,
+            recent: Default::default(),
+        },
         store: Arc::new(store),
         region: args.aws.region.clone(),
         max_body_bytes: args.max_body_bytes,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use facegate_shared::ids::UserId;
-use facegate_verifier::client::{ClientError, DefineDecision as Defined, VerifierClient};
+use facegate_verifier::client::{self, ClientError, DefineDecision as Defined, VerifierClient};
 use facegate_workers::bench::{Photo, variant};
 
 use super::SoakError;
@@ -212,7 +212,10 @@ async fn steps(
         }
     }
     let challenge = client.create(user.as_str(), &[]).await?;
-    client.put_presigned(&challenge.url, selfie).await?;
+    // Each selfie is new to the engine, as every real sign-in's is.
+    client
+        .put_presigned(&challenge.url, client::fresh_copy(&selfie))
+        .await?;
     let verify_started = Instant::now();
     let (correct, _) = client
         .verify(user.as_str(), &challenge, &challenge.key)

@@ -191,7 +191,10 @@ async fn level(
     let mut prepared = Vec::with_capacity(requests);
     for _ in 0..requests {
         let challenge = client.create(user.as_str(), &[]).await?;
-        client.put_presigned(&challenge.url, selfie.clone()).await?;
+        // Each selfie is new to the engine, as every real sign-in's is.
+        client
+            .put_presigned(&challenge.url, crate::client::fresh_copy(selfie))
+            .await?;
         prepared.push(challenge);
     }
     let queue = Arc::new(tokio::sync::Mutex::new(prepared));

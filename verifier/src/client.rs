@@ -125,6 +125,17 @@ impl Challenge {
     }
 }
 
+/// The same picture in bytes no one sent before: random bytes after the image's end, which
+/// decoders ignore. Load generators send it as every selfie, so that the face engine's cache of
+/// recent analyses helps only where it does in production (between DetectFaces and
+/// SearchFacesByImage on one selfie), never across sign-ins.
+pub fn fresh_copy(photo: &[u8]) -> Bytes {
+    let mut copy = Vec::with_capacity(photo.len() + 16);
+    copy.extend_from_slice(photo);
+    copy.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    Bytes::from(copy)
+}
+
 /// A trigger event as Cognito sends it, for a sign-in of `user` (its `response` empty).
 pub fn cognito_event(user: &str, trigger: Trigger, request: Value) -> Value {
     json!({

@@ -227,6 +227,14 @@ mod tests {
     }
 
     #[test]
+    fn a_png_with_bytes_after_its_end_still_decodes() {
+        // Load generators append random bytes to make every selfie new to the engine's cache.
+        let mut bytes = png(40, 30);
+        bytes.extend_from_slice(&[0x5A; 16]);
+        assert_eq!(decode(&bytes).unwrap().dimensions(), (40, 30));
+    }
+
+    #[test]
     fn refuses_a_jpeg_cut_anywhere() {
         let bytes = jpeg(64, 48);
         // Every cut point: inside the headers, the tables and the scan, and just before EOI.

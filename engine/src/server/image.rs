@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 
 use super::error::ApiError;
+use super::recent::{self, RecentAnalyses};
 use crate::face::{FaceModels, ImageAnalysis};
 
 /// Rekognition's limit for images passed inline as bytes.
@@ -36,6 +37,9 @@ pub struct S3Object {
 pub struct ImageReader {
     pub models: Arc<FaceModels>,
     pub s3: aws_sdk_s3::Client,
+    /// Analyses of images seen moments ago (the same selfie comes in DetectFaces, then in
+    /// SearchFacesByImage).
+    pub recent: RecentAnalyses,
 }
 
 impl ImageReader {
@@ -48,8 +52,20 @@ impl ImageReader {
         let image = image.ok_or_else(|| ApiError::invalid(format!("{field} is required")))?;
         let bytes = self.bytes(image, field).await?;
         let models = self.models.clone();
-        // CPU-bound for tens of milliseconds: never on the async workers.
-        Ok(tokio::task::spawn_blocking(move || models.analyze(&bytes)).await??)
+        let recent = self.recent.clone();
+        // CPU-bound (hashing, and tens of milliseconds for a new image): never on the async
+        // workers.
+        let analysis = tokio::task::spawn_blocking(move || {
+            let digest = recent::digest(&bytes);
+            if let Some(known) = recent.get(&digest) {
+                return Ok(known);
+            }
+            let analysis = Arc::new(models.analyze(&bytes)?);
+            recent.put(digest, analysis.clone());
+            Ok::<_, crate::face::ImageError>(analysis)
+        })
+        .await??;
+        Ok(ImageAnalysis::clone(&analysis))
     }
 
     async fn bytes(&self, image: &Image, field: &str) -> Result<Vec<u8>, ApiError> {

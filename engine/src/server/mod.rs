@@ -10,6 +10,7 @@ pub mod image;
 pub mod ops;
 pub mod protocol;
 pub mod quality;
+pub mod recent;
 pub mod wire;
 
 use std::future::Future;
