@@ -23,10 +23,13 @@ pub fn digest(bytes: &[u8]) -> ImageDigest {
     Sha256::digest(bytes).into()
 }
 
+/// Most recently used first.
+type Entries = VecDeque<(ImageDigest, Arc<ImageAnalysis>)>;
+
 /// A small most-recently-used list of analyses, shared by every request.
 #[derive(Clone, Default)]
 pub struct RecentAnalyses {
-    entries: Arc<Mutex<VecDeque<(ImageDigest, Arc<ImageAnalysis>)>>>,
+    entries: Arc<Mutex<Entries>>,
 }
 
 impl RecentAnalyses {
