@@ -28,10 +28,17 @@ use crate::service::Verifier;
 const MIN_FACE_CONFIDENCE: f32 = 90.0;
 /// Yaw or pitch beyond this many degrees is too far turned for a reliable match.
 const MAX_POSE_DEGREES: f32 = 45.0;
-/// How many of the collection's best matches to look at for the user's face. Only an unusual
-/// collection (many near-identical faces of other users) pushes the user's face out of it,
-/// and that fails closed.
-const MAX_MATCHES: i32 = 100;
+/// How many matches to ask for: Rekognition's largest `MaxFaces`. Only faces at or above
+/// [`REPORT_FLOOR`] count against it, so the user's face is pushed out only if thousands of
+/// other faces resemble the selfie that closely. (With 100 and no floor, a person registered
+/// under 125 accounts, as dedup's `flag` policy allows, failed 4 genuine sign-ins in 10: the
+/// soak benchmark found it.)
+const MAX_MATCHES: i32 = 4096;
+/// The lowest similarity asked for: below the verification threshold, so that a refusal
+/// still reports how close a near miss came (for the auth event; never to the client), and
+/// above every impostor pair measured in the calibration (`engine/CALIBRATION.md`), so that
+/// unrelated faces do not fill the answer.
+const REPORT_FLOOR: f32 = 50.0;
 
 /// The outcome of the face work.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -139,9 +146,7 @@ async fn match_face(
             .collection_id(verifier.collection())
             .image(image(selfie))
             .max_faces(MAX_MATCHES)
-            // Ask for every score, not only those above the threshold: a refusal then still
-            // reports how close the selfie came (for the auth event; never to the client).
-            .face_match_threshold(0.0)
+            .face_match_threshold(REPORT_FLOOR.min(threshold))
             // The quality gate above already decided; a second, different filter would only
             // turn some selfies into errors.
             .quality_filter(QualityFilter::None)
