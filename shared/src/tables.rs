@@ -72,6 +72,19 @@ pub mod auth_failures {
     pub const WINDOW_START: &str = "window_start";
     pub const FAILURES: &str = "failures";
     pub const EXPIRES_AT: &str = "expires_at";
+
+    use std::collections::HashMap;
+
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    /// The failures counted in `buckets` (items of this table); an item without a readable
+    /// count adds nothing.
+    pub fn total(buckets: &[HashMap<String, AttributeValue>]) -> i64 {
+        buckets
+            .iter()
+            .filter_map(|item| item.get(FAILURES)?.as_n().ok()?.parse::<i64>().ok())
+            .sum()
+    }
 }
 
 /// Issued sign-in challenges, so each is answered at most once and an old key is refused.

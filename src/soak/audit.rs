@@ -102,16 +102,7 @@ pub async fn counted_failures(stack: &Stack) -> Result<i64, SoakError> {
         .collect::<Result<Vec<_>, _>>()
         .await
         .map_err(|e| SoakError::aws("Scan auth-failures", e))?;
-    Ok(items
-        .iter()
-        .filter_map(|item| {
-            item.get(auth_failures::FAILURES)?
-                .as_n()
-                .ok()?
-                .parse::<i64>()
-                .ok()
-        })
-        .sum())
+    Ok(auth_failures::total(&items))
 }
 
 /// Waits until every work queue is empty and the alerts worker has counted `failures`, or

@@ -161,16 +161,7 @@ pub async fn failures_in_window(
         .map_err(|e| AlertError::dynamodb("Query auth-failures", e))?
         .items
         .unwrap_or_default();
-    Ok(items
-        .iter()
-        .filter_map(|item| {
-            item.get(auth_failures::FAILURES)?
-                .as_n()
-                .ok()?
-                .parse::<i64>()
-                .ok()
-        })
-        .sum())
+    Ok(auth_failures::total(&items))
 }
 
 #[cfg(test)]
