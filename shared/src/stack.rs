@@ -6,6 +6,10 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_sqs::error::SdkError;
+use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
+use aws_sdk_sqs::types::QueueAttributeName;
+
 use crate::{
     aws::{AwsClients, AwsSettings},
     config::{Queue, StackNames, StackSettings, Table, Topic},
@@ -85,6 +89,45 @@ impl Stack {
 
     pub fn table(&self, table: Table) -> String {
         self.names.table(table)
+    }
+
+    /// How many messages the queue at `url` holds, as SQS approximates it.
+    pub async fn queue_depth(
+        &self,
+        url: &str,
+    ) -> Result<QueueDepth, SdkError<GetQueueAttributesError>> {
+        let out = self
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await?;
+        let count = |name: QueueAttributeName| {
+            out.attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(QueueDepth {
+            waiting: count(QueueAttributeName::ApproximateNumberOfMessages),
+            in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        })
+    }
+}
+
+/// A queue's messages: waiting to be received, and received but not yet deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub waiting: u64,
+    pub in_flight: u64,
+}
+
+impl QueueDepth {
+    pub fn total(self) -> u64 {
+        self.waiting + self.in_flight
     }
 }
 

@@ -20,7 +20,6 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_sqs::types::QueueAttributeName;
 use facegate_shared::config::{Queue, Table};
 use facegate_shared::ids::{UploadId, UserId};
 use facegate_shared::registration::{RegistrationRecord, RegistrationState};
@@ -63,25 +62,11 @@ pub struct Evidence {
 
 /// Messages visible plus in flight on the queue at `url`.
 pub async fn depth(stack: &Stack, url: &str) -> Result<u64, SoakError> {
-    let out = stack
-        .clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
+    let depth = stack
+        .queue_depth(url)
         .await
         .map_err(|e| SoakError::aws("GetQueueAttributes", e))?;
-    let attributes = out.attributes.unwrap_or_default();
-    let count = |name: &QueueAttributeName| {
-        attributes
-            .get(name)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Ok(count(&QueueAttributeName::ApproximateNumberOfMessages)
-        + count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+    Ok(depth.total())
 }
 
 /// The failures the alerts worker counted against users (every window, not only the current

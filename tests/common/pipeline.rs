@@ -435,29 +435,12 @@ impl Pipeline {
 
     /// Messages waiting plus messages in flight (approximate, as SQS counts them).
     pub async fn depth(&self, queue_url: &str) -> (u64, u64) {
-        let attributes = self
+        let depth = self
             .stack()
-            .clients
-            .sqs
-            .get_queue_attributes()
-            .queue_url(queue_url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
+            .queue_depth(queue_url)
             .await
-            .expect("GetQueueAttributes")
-            .attributes
-            .unwrap_or_default();
-        let count = |name: QueueAttributeName| {
-            attributes
-                .get(&name)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (
-            count(QueueAttributeName::ApproximateNumberOfMessages),
-            count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        )
+            .expect("GetQueueAttributes");
+        (depth.waiting, depth.in_flight)
     }
 
     /// Waits until the work queues hold nothing, waiting or in flight.

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::Utc;
 use facegate_shared::config::Queue;
 use facegate_shared::events::{AlertKind, AlertSubject, SecurityAlert, Severity};
@@ -34,20 +33,9 @@ pub async fn watch(stack: Stack, every: Duration, shutdown: CancellationToken) {
 /// One check of one DLQ.
 async fn check(stack: &Stack, queue: Queue, last_seen: &mut HashMap<Queue, i64>) {
     let name = stack.names.dlq(queue);
-    let attributes = stack
-        .clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(stack.dlq_url(queue))
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .send()
-        .await;
-    let count = match attributes {
-        Ok(out) => out
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
-            .and_then(|n| n.parse::<i64>().ok())
-            .unwrap_or(0),
+    let count = match stack.queue_depth(stack.dlq_url(queue)).await {
+        // A dead-lettered message nobody has received is waiting; count only those, as before.
+        Ok(depth) => i64::try_from(depth.waiting).unwrap_or(i64::MAX),
         Err(e) => {
             tracing::warn!(queue = %name, error = %facegate_shared::report::chain(&e), "could not read the dead-letter queue's size");
             return;
