@@ -13,7 +13,7 @@ CARGO ?= cargo
 # value (the verifier listens on 127.0.0.1); export FACEGATE_VERIFIER_TOKEN to choose another.
 FACEGATE_VERIFIER_TOKEN ?= facegate-local-dev-token
 
-.PHONY: help setup build dev demo test deploy-check stack-start stack-stop bench-engine bench-pipeline bench-verifier bench-soak calibrate
+.PHONY: help setup build dev demo test deploy-check stack-start stack-stop bench-engine bench-pipeline bench-verifier bench-cognito bench-soak calibrate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -69,6 +69,11 @@ bench-verifier: setup ## the Verify-challenge benchmark (release build; starts t
 	$(CARGO) build --release --bin facegate
 	ORT_DYLIB_PATH="$(ORT_LIB)" scripts/with-engine.sh \
 	  env FACEGATE_PREFIX=fg-bench-verifier sh -c './target/release/facegate provision && ./target/release/facegate bench verifier'
+
+bench-cognito: setup ## a face sign-in through the Cognito user pool and trigger Lambda vs. direct (release build; starts the stack and an engine)
+	$(CARGO) build --release --bin facegate
+	ORT_DYLIB_PATH="$(ORT_LIB)" scripts/with-engine.sh \
+	  env FACEGATE_PREFIX=fg-bench-cognito FACEGATE_FACE_CALLS_PER_SECOND=500 FACEGATE_FACE_CALLS_BURST=500 sh -c './target/release/facegate provision && ./target/release/facegate bench cognito'
 
 bench-soak: setup ## load and soak: every role its own process, 1000 registrations, 5000 sign-ins, a SIGKILL, the audit (release build)
 	$(CARGO) build --release --bin facegate

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The local AWS stack without Docker: ministack (S3, SQS, SNS, DynamoDB, CloudWatch) from the
+# The local AWS stack without Docker: ministack (S3, SQS, SNS, DynamoDB, CloudWatch, Cognito user
+# pools and Lambda, which runs facegate's trigger function as a host process) from the
 # project virtualenv, on 127.0.0.1 only.
 #
 #   scripts/stack.sh start    start it in the background (no-op if ours is already up)
@@ -30,10 +31,15 @@ start() {
   if healthy; then log "something else already answers at $url: stop it or set FACEGATE_STACK_PORT"; exit 1; fi
   [ -x "$root/.venv/bin/python" ] || "$root/scripts/setup.sh"
   mkdir -p "$state"
-  local persist=()
+  # ministack writes Cognito signing keys and unpacked Lambda code under STATE_DIR and TMPDIR:
+  # keep both inside the checkout. Without persistence they are thrown away at each start.
+  local persist=(STATE_DIR="$state/scratch" TMPDIR="$state/scratch/tmp")
   if [ "${FACEGATE_STACK_PERSIST:-0}" = 1 ]; then
-    persist=(PERSIST_STATE=1 STATE_DIR="$state/state" S3_PERSIST=1 S3_DATA_DIR="$state/s3")
+    persist=(PERSIST_STATE=1 STATE_DIR="$state/state" TMPDIR="$state/state/tmp" S3_PERSIST=1 S3_DATA_DIR="$state/s3")
+  else
+    rm -rf "$state/scratch"
   fi
+  mkdir -p "$state/scratch/tmp" "$state/state/tmp"
   log "starting ministack on $url (log: $logfile)"
   # hypercorn directly, so the PID we record is the server's own.
   env BIND_HOST=127.0.0.1 GATEWAY_PORT="$port" LOG_LEVEL=WARNING "${persist[@]}" \

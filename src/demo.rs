@@ -2,15 +2,21 @@
 //! `facegate dev` runs), with real photos, the way an app, Cognito and security operations
 //! would see it.
 //!
-//! 1. Alice and Bob register: their photos go to `s3://<bucket>/registrations/<user>/...` and
-//!    the demo watches `GET /v1/registrations/<user>` until the pipeline makes them ACTIVE.
+//! Everything a person does goes through the stack's Cognito user pool (`SignUp`,
+//! `InitiateAuth`, `RespondToAuthChallenge`), whose triggers are facegate's Lambda.
+//!
+//! 1. Alice and Bob sign up in the user pool, sign in with their password, and register a
+//!    face with their own access token (`POST /v1/registrations`, then a PUT of the photo to
+//!    the presigned URL); the demo watches `GET /v1/registrations/<user>` until the pipeline
+//!    makes them ACTIVE.
 //! 2. Security ops subscribe a queue of their own to the `security-alerts` topic.
 //! 3. Mallory registers Alice's face (another photo of her) as herself: the duplicate is caught
 //!    and security ops receive the `duplicate-registration` alert.
-//! 4. Alice signs in with another photo, through Cognito's trigger sequence over HTTP
-//!    (Define, Create, a real PUT to the presigned URL, Verify, Define issues tokens).
-//! 5. Someone tries to sign in as Alice with Bob's face, three times: every answer is refused.
-//! 6. Alice is locked (Define refuses even a fresh sign-in) and security ops receive the
+//! 4. Alice signs in with another photo through Cognito (CUSTOM_AUTH: the challenge, a PUT of
+//!    the selfie, the answer) and gets tokens; her access token opens her own data.
+//! 5. Someone tries to sign in as Alice with Bob's face, three times: every answer is refused
+//!    and Cognito ends the sign-in without tokens.
+//! 6. Alice is locked (Cognito refuses even a fresh sign-in) and security ops receive the
 //!    `lockout` alert.
 //! 7. Alice is erased (`DELETE /v1/users/<id>`): nothing of hers remains.
 //! 8. Clean-up: the demo removes its queue and subscription and erases its users (also when a
@@ -28,17 +34,19 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::QueueAttributeName;
 use bytes::Bytes;
 use facegate_engine::face::calibration::person_of;
 use facegate_shared::config::Topic;
 use facegate_shared::events::{AlertKind, AlertSubject, Notification, SecurityAlert};
 use facegate_shared::ids::{IdError, UploadId, UserId};
-use facegate_shared::objects::{ImageExtension, RegistrationUpload};
+use facegate_shared::objects::ImageExtension;
+use facegate_verifier::client::fresh_copy;
 use facegate_shared::report;
 use facegate_shared::stack::{Stack, StackArgs, StackError};
-use facegate_verifier::client::{ClientError, DefineDecision, StatusCode, VerifierClient};
+use facegate_shared::user_pool::{LookupError, UserPool};
+use facegate_verifier::client::{ClientError, StatusCode, VerifierClient};
+use facegate_verifier::cognito_app::{Answered, AppError, CognitoApp};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -112,6 +120,8 @@ pub enum DemoError {
     UserId(#[from] IdError),
     #[error("reaching the stack: {0} (is `facegate dev` running with the same FACEGATE_PREFIX?)")]
     Stack(#[from] StackError),
+    #[error("the stack's user pool: {0} (is `facegate dev` running with the same FACEGATE_PREFIX?)")]
+    UserPool(#[from] LookupError),
     // The problem is part of the message (not a `source`), so the one line says it all.
     #[error("step {number}/{total} ({title}) failed: {problem}", total = STEPS)]
     Step {
@@ -128,6 +138,8 @@ pub enum DemoError {
 pub enum Problem {
     #[error("the verifier: {0}")]
     Verifier(#[from] ClientError),
+    #[error("Cognito: {0}")]
+    Cognito(#[from] AppError),
     #[error("{call}: {detail}")]
     Aws { call: &'static str, detail: String },
     #[error("timed out after {after:?} waiting for {what}")]
@@ -235,6 +247,10 @@ struct Users {
 struct Demo {
     stack: Stack,
     verifier: VerifierClient,
+    /// The people's side: Cognito's API, as their app calls it.
+    app: CognitoApp,
+    /// Every demo user's password (random per run).
+    password: String,
     timeout: Duration,
     run_id: String,
     users: Users,
@@ -254,8 +270,11 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         mallory: user("mallory")?,
     };
     let stack = Stack::connect(&args.stack).await?;
+    let pool = UserPool::find(&stack.clients.cognito, &stack.names).await?;
     let demo = Demo {
         verifier: VerifierClient::new(&args.verifier_url, &args.verifier_token),
+        app: CognitoApp::new(stack.clients.cognito.clone(), pool),
+        password: format!("Demo-{}-9", uuid::Uuid::new_v4().simple()),
         timeout: Duration::from_secs(args.step_timeout_secs),
         stack,
         run_id,
@@ -263,9 +282,10 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         cast,
     };
     println!(
-        "facegate demo, run {}: stack `{}`, verifier {}, photos from {}",
+        "facegate demo, run {}: stack `{}`, user pool {}, verifier {}, photos from {}",
         demo.run_id,
         demo.stack.names.prefix(),
+        demo.app.pool().id,
         demo.verifier.base(),
         args.faces.display()
     );
@@ -366,13 +386,28 @@ impl Demo {
                 "  erased {user}: {} face(s), {} photo(s), {} record(s)",
                 erased["faces"], erased["photos"], erased["records"]
             );
+            // The account too: the pool keeps no user of a finished demo.
+            let deleted = self
+                .stack
+                .clients
+                .cognito
+                .admin_delete_user()
+                .user_pool_id(&self.app.pool().id)
+                .username(user.as_str())
+                .send()
+                .await;
+            match deleted {
+                Ok(_) => println!("  deleted {user}'s account from the user pool"),
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_user_not_found_exception()) => {}
+                Err(e) => return Err(aws("AdminDeleteUser")(&e)),
+            }
         }
         Ok(())
     }
 
     async fn story(&self, ops: &mut Option<SecurityOps>) -> Result<(), DemoError> {
         let users = &self.users;
-        step(1, "alice and bob register a photo each", async {
+        step(1, "alice and bob sign up and register a photo each", async {
             let alice = self.upload(&users.alice, &self.cast.alice[0]).await?;
             let bob = self.upload(&users.bob, &self.cast.bob[0]).await?;
             for (user, upload) in [(&users.alice, &alice), (&users.bob, &bob)] {
@@ -434,23 +469,23 @@ impl Demo {
 
         step(4, "alice signs in with another photo of her face", async {
             let selfie = &self.cast.alice[1];
-            let mut session = Vec::new();
-            let correct = self.attempt(&users.alice, selfie, &mut session).await?;
-            if !correct {
+            let Answered::SignedIn(tokens) = self.attempt(&users.alice, selfie).await? else {
                 return Err(Problem::Unexpected(format!(
-                    "Verify refused alice's own face ({}): answerCorrect=false",
+                    "Cognito refused alice's own face ({}): a wrong answer",
                     selfie.file
                 )));
+            };
+            println!("  Cognito  -> IdToken, AccessToken, RefreshToken: alice is signed in");
+            let path = format!("/v1/registrations/{}", users.alice);
+            let answer = self.verifier.with_token(&tokens.access_token).get(&path).await?;
+            println!("  GET {path} with her access token -> {}", answer.status);
+            if answer.status != StatusCode::OK {
+                return Err(Problem::Unexpected(format!(
+                    "alice's own token did not open her data: {}",
+                    answer.body
+                )));
             }
-            match self.verifier.define(users.alice.as_str(), &session).await? {
-                DefineDecision::IssueTokens => {
-                    println!("  Define   -> issueTokens: alice is signed in");
-                    Ok(())
-                }
-                other => Err(Problem::Unexpected(format!(
-                    "after a correct answer Define decided {other:?}, not IssueTokens"
-                ))),
-            }
+            Ok(())
         })
         .await?;
 
@@ -459,41 +494,48 @@ impl Demo {
             "someone tries to sign in as alice with bob's face, three times",
             async {
                 let selfie = &self.cast.bob[1];
-                let mut session = Vec::new();
+                let mut challenge = self.app.start_face_sign_in(users.alice.as_str()).await?;
+                println!("  InitiateAuth CUSTOM_AUTH -> a one-time upload for {}", challenge.key);
                 for attempt in 1..=3 {
-                    println!("  attempt {attempt}:");
-                    if self.attempt(&users.alice, selfie, &mut session).await? {
-                        return Err(Problem::Unexpected(format!(
-                            "Verify accepted bob's face ({}) for alice",
-                            selfie.file
-                        )));
+                    self.app
+                        .upload(&challenge, fresh_copy(&selfie.bytes))
+                        .await?;
+                    let answered = self.app.answer(&challenge, &challenge.key).await;
+                    print!("  attempt {attempt}: PUT {} and answer -> ", selfie.file);
+                    match answered {
+                        Ok(Answered::TryAgain(next)) if attempt < 3 => {
+                            println!("wrong answer, another challenge");
+                            challenge = next;
+                        }
+                        Err(e) if attempt == 3 && e.cognito_code() == Some("NotAuthorizedException") => {
+                            println!("NotAuthorizedException: three wrong answers end this sign-in");
+                        }
+                        Ok(Answered::SignedIn(_)) => {
+                            return Err(Problem::Unexpected(format!(
+                                "Cognito issued tokens for alice on bob's face ({})",
+                                selfie.file
+                            )));
+                        }
+                        other => {
+                            return Err(Problem::Unexpected(format!(
+                                "attempt {attempt}: unexpected answer {other:?}"
+                            )));
+                        }
                     }
                 }
-                match self.verifier.define(users.alice.as_str(), &session).await? {
-                    DefineDecision::Fail => {
-                        println!(
-                            "  Define   -> failAuthentication: three wrong answers end this sign-in"
-                        );
-                        Ok(())
-                    }
-                    other => Err(Problem::Unexpected(format!(
-                        "after three wrong answers Define decided {other:?}, not Fail"
-                    ))),
-                }
+                Ok(())
             },
         )
         .await?;
 
         step(6, "alice is locked and security ops are told", async {
             let started = Instant::now();
-            self.wait_for("Define to refuse a fresh sign-in of alice (the lock)", || async {
-                Ok((self.verifier.define(users.alice.as_str(), &[]).await?
-                    == DefineDecision::Fail)
-                    .then_some(()))
+            self.wait_for("Cognito to refuse a fresh sign-in of alice (the lock)", || async {
+                Ok(self.refused(&users.alice).await?.then_some(()))
             })
             .await?;
             println!(
-                "  a fresh sign-in: Define -> failAuthentication (locked, {:.1} s after the third failure)",
+                "  a fresh sign-in: NotAuthorizedException (locked, {:.1} s after the third failure)",
                 started.elapsed().as_secs_f64()
             );
             ops.expect_alert(&self.stack, AlertKind::Lockout, &users.alice, self.timeout)
@@ -531,44 +573,57 @@ impl Demo {
                 )));
             }
             println!("  no photo of alice is left in the bucket");
-            match self.verifier.define(users.alice.as_str(), &[]).await? {
-                DefineDecision::Fail => {
-                    println!("  Define   -> failAuthentication: alice is unknown now");
-                    Ok(())
-                }
-                other => Err(Problem::Unexpected(format!(
-                    "Define for the erased alice decided {other:?}, not Fail"
-                ))),
+            if !self.refused(&users.alice).await? {
+                return Err(Problem::Unexpected(
+                    "Cognito still offers the erased alice a face challenge".into(),
+                ));
             }
+            println!("  a face sign-in of alice: NotAuthorizedException (no face to match)");
+            Ok(())
         })
         .await
     }
 
     /// Uploads `photo` as a new registration of `user`, as the app would (its own S3 client).
+    /// Signs `user` up in the pool, signs in with the password, and uploads `photo` as a
+    /// new registration with the upload URL their own access token gets.
     async fn upload(&self, user: &UserId, photo: &Photo) -> Result<UploadId, Problem> {
-        let upload = RegistrationUpload {
-            user_id: user.clone(),
-            upload_id: UploadId::random(),
-            extension: photo.extension,
-        };
-        let key = upload.key();
-        self.stack
-            .clients
-            .s3
-            .put_object()
-            .bucket(self.stack.names.bucket())
-            .key(&key)
-            .content_type(photo.extension.content_type())
-            .body(ByteStream::from(photo.bytes.clone()))
-            .send()
-            .await
-            .map_err(|e| aws("PutObject")(&e))?;
+        let confirmed = self.app.sign_up(user.as_str(), &self.password).await?;
+        let tokens = self
+            .app
+            .password_sign_in(user.as_str(), &self.password)
+            .await?;
         println!(
-            "  {user}: uploaded {} to s3://{}/{key}",
-            photo.file,
-            self.stack.names.bucket()
+            "  {user}: SignUp ({}) and a password sign-in (SRP) -> an access token",
+            if confirmed { "confirmed by the PreSignUp trigger" } else { "unconfirmed" }
         );
-        Ok(upload.upload_id)
+        let answer = self
+            .verifier
+            .with_token(&tokens.access_token)
+            .send(
+                facegate_verifier::client::Method::POST,
+                "/v1/registrations",
+                Some(&json!({})),
+            )
+            .await?;
+        let (Some(url), Some(upload_id)) = (
+            answer.body["url"].as_str(),
+            answer.body["upload_id"].as_str(),
+        ) else {
+            return Err(Problem::Unexpected(format!(
+                "POST /v1/registrations with {user}'s token: HTTP {}: {}",
+                answer.status, answer.body
+            )));
+        };
+        let upload_id = UploadId::parse(upload_id).map_err(|e| Problem::Unexpected(e.to_string()))?;
+        self.verifier
+            .put_presigned(url, Bytes::from(photo.bytes.clone()))
+            .await?;
+        println!(
+            "  {user}: POST /v1/registrations with their token, PUT {} to the URL it gave",
+            photo.file
+        );
+        Ok(upload_id)
     }
 
     /// Polls `GET /v1/registrations/<user>` until the upload's registration is final,
@@ -641,38 +696,28 @@ impl Demo {
         }
     }
 
-    /// One sign-in round as Cognito runs it: Define, Create, the app's PUT of the selfie,
-    /// Verify; appends the answer to `session`. Returns `answerCorrect`.
-    async fn attempt(
-        &self,
-        user: &UserId,
-        selfie: &Photo,
-        session: &mut Vec<Value>,
-    ) -> Result<bool, Problem> {
-        let decision = self.verifier.define(user.as_str(), session).await?;
-        if decision != DefineDecision::Challenge {
-            return Err(Problem::Unexpected(format!(
-                "Define decided {decision:?} instead of presenting the challenge"
-            )));
-        }
-        println!("  Define   -> CUSTOM_CHALLENGE");
-        let challenge = self.verifier.create(user.as_str(), session).await?;
-        println!("  Create   -> a one-time upload for {}", challenge.key);
-        let status = self
-            .verifier
-            .put_presigned(&challenge.url, Bytes::from(selfie.bytes.clone()))
-            .await?;
+    /// One face sign-in through Cognito: `InitiateAuth`, the PUT of the selfie, the answer.
+    async fn attempt(&self, user: &UserId, selfie: &Photo) -> Result<Answered, Problem> {
+        let challenge = self.app.start_face_sign_in(user.as_str()).await?;
         println!(
-            "  PUT      {} to the presigned URL -> {status}",
-            selfie.file
+            "  InitiateAuth CUSTOM_AUTH -> a one-time upload for {}",
+            challenge.key
         );
-        let (correct, _) = self
-            .verifier
-            .verify(user.as_str(), &challenge, &challenge.key)
+        self.app
+            .upload(&challenge, fresh_copy(&selfie.bytes))
             .await?;
-        println!("  Verify   -> answerCorrect={correct}");
-        session.push(challenge.session_entry(correct));
-        Ok(correct)
+        println!("  PUT {} to the presigned URL", selfie.file);
+        let answered = self.app.answer(&challenge, &challenge.key).await?;
+        Ok(answered)
+    }
+
+    /// Whether Cognito refuses to even start a face sign-in of `user` (locked or unknown).
+    async fn refused(&self, user: &UserId) -> Result<bool, Problem> {
+        match self.app.start_face_sign_in(user.as_str()).await {
+            Ok(_) => Ok(false),
+            Err(e) if e.cognito_code() == Some("NotAuthorizedException") => Ok(true),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Every object left under the user's registration and sign-in prefixes.

@@ -10,7 +10,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 use facegate_engine::{EngineArgs, face::ModelSettings};
 use facegate_shared::{
     ops::{self, Health, OpsSettings},
-    provision::{self, Plan},
+    provision::{self, ProvisionArgs},
     rate_limit::{FaceServiceLimiter, FaceServiceSettings},
     shutdown,
     stack::{Stack, StackArgs},
@@ -66,7 +66,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut stack_args = args.stack.clone();
     stack_args.aws.endpoint_url_rekognition = Some(engine.url());
 
-    let report = provision::apply(&Plan::new(&stack_args.stack, true), &stack_args.aws).await?;
+    // The user pool's trigger function runs this very binary, with this stack's endpoints.
+    let plan = ProvisionArgs {
+        aws: stack_args.aws.clone(),
+        stack: stack_args.stack.clone(),
+        dry_run: false,
+        skip_collection: false,
+        skip_user_pool: false,
+        trigger_binary: None,
+    }
+    .plan()?;
+    let report = provision::apply(&plan, &stack_args.aws).await?;
     tracing::info!(resources = report.outcomes.len(), "stack provisioned");
     let stack = Stack::connect(&stack_args).await?;
 
@@ -142,6 +152,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         println!("  verifier bearer token           the one in FACEGATE_VERIFIER_TOKEN");
     }
     println!("  workers                         indexer, dedup, alerts");
+    if let Some(pool) = &report.user_pool {
+        let cognito = stack
+            .aws
+            .endpoint(facegate_shared::aws::Service::Cognito)
+            .unwrap_or_else(|| format!("https://cognito-idp.{}.amazonaws.com", pool.region()));
+        println!("  Cognito user pool               {}  (endpoint {cognito})", pool.id);
+        println!("  Cognito app client id           {}", pool.client_id);
+    }
     println!(
         "  metrics / health                http://{}/metrics  /healthz  /readyz",
         args.ops.ops_listen

@@ -80,6 +80,10 @@ enum Bench {
     /// The verifier: Verify-challenge latency and throughput with 1 and 8 clients, per phase,
     /// and memory (needs the stack and `facegate engine` running).
     Verifier(facegate_verifier::bench::BenchArgs),
+    /// A whole face sign-in through the stack's Cognito user pool and trigger Lambda, beside
+    /// the same trigger calls played directly against the verifier: p50/p99 with 1 and 8
+    /// clients, the Lambda hop's cost (needs a provisioned stack and `facegate engine`).
+    Cognito(facegate_verifier::bench_cognito::BenchCognitoArgs),
     /// Load and soak on the local stack: every role its own process, N registrations and M
     /// sign-ins (genuine and impostor) by concurrent clients, one worker SIGKILLed mid-run;
     /// throughput, p50/p99, peak RSS per role, and an audit of the end state (exit 1 if any
@@ -114,6 +118,9 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", facegate_workers::bench::run(args).await?)
         }
         Command::Bench(Bench::Verifier(args)) => facegate_verifier::bench::main(args).await?,
+        Command::Bench(Bench::Cognito(args)) => {
+            facegate_verifier::bench_cognito::main(args).await?
+        }
         Command::Demo(args) => demo::run(*args).await?,
         Command::Erase(args) => {
             facegate_verifier::erase::main(args).await?;

@@ -516,3 +516,32 @@ async fn erasure_leaves_no_face_record_or_photo() {
         "{body}"
     );
 }
+
+/// The face Verify matches is the one recorded when the challenge was issued: private
+/// parameters that name another face (whoever can send trigger events can write them) do not
+/// let a person sign in as someone else with their own face.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_matches_the_recorded_face_not_the_one_the_event_names() {
+    let env = SignIn::start().await;
+    env.register("alice", "obama_1.jpg").await;
+    let mallorys_face = env.register("mallory", "biden_1.jpg").await;
+
+    let mut challenge = env.create("alice", &[]).await;
+    assert_eq!(
+        env.http.put(&challenge.url, fixture("biden_2.jpg")).await,
+        200
+    );
+    challenge.private["faceId"] = serde_json::json!(mallorys_face);
+    assert!(
+        !env.verify("alice", &challenge, &challenge.key).await,
+        "mallory's selfie must not sign in as alice, whatever face the event names"
+    );
+
+    // And the genuine case still passes with the event untouched.
+    let genuine = env.create("alice", &[]).await;
+    assert_eq!(
+        env.http.put(&genuine.url, fixture("obama_2.jpg")).await,
+        200
+    );
+    assert!(env.verify("alice", &genuine, &genuine.key).await);
+}

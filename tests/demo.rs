@@ -203,7 +203,8 @@ async fn the_demo_tells_the_whole_story_against_facegate_dev() {
     );
     // The key lines of the story, in order.
     let expected = [
-        "[1/8] alice and bob register a photo each".to_string(),
+        "[1/8] alice and bob sign up and register a photo each".to_string(),
+        format!("{alice}: SignUp (confirmed by the PreSignUp trigger) and a password sign-in"),
         format!("{alice}: GET /v1/registrations/{alice} -> ACTIVE"),
         format!("{bob}: GET /v1/registrations/{bob} -> ACTIVE"),
         "[2/8] security ops subscribe a queue to the security-alerts topic".into(),
@@ -211,11 +212,12 @@ async fn the_demo_tells_the_whole_story_against_facegate_dev() {
         "security ops received: kind=duplicate-registration severity=".into(),
         format!("about {mallory}"),
         "[4/8] alice signs in with another photo of her face".into(),
-        "Verify   -> answerCorrect=true".into(),
-        "Define   -> issueTokens: alice is signed in".into(),
+        "InitiateAuth CUSTOM_AUTH -> a one-time upload for signin/".into(),
+        "Cognito  -> IdToken, AccessToken, RefreshToken: alice is signed in".into(),
+        "with her access token -> 200 OK".into(),
         "[5/8] someone tries to sign in as alice with bob's face, three times".into(),
-        "Define   -> failAuthentication: three wrong answers end this sign-in".into(),
-        "a fresh sign-in: Define -> failAuthentication (locked".into(),
+        "NotAuthorizedException: three wrong answers end this sign-in".into(),
+        "a fresh sign-in: NotAuthorizedException (locked".into(),
         "security ops received: kind=lockout severity=".into(),
         format!("about {alice}"),
         format!("GET /v1/registrations/{alice} -> 404 Not Found"),
@@ -232,12 +234,12 @@ async fn the_demo_tells_the_whole_story_against_facegate_dev() {
         rest = &rest[at + line.len()..];
     }
     assert_eq!(
-        story.matches("answerCorrect=false").count(),
-        3,
-        "three impostor attempts:\n{story}"
+        story.matches("wrong answer, another challenge").count(),
+        2,
+        "two impostor attempts with tries left, then the end:\n{story}"
     );
     assert_eq!(
-        story.matches("answerCorrect=true").count(),
+        story.matches("alice is signed in").count(),
         1,
         "one genuine sign-in:\n{story}"
     );
@@ -317,7 +319,7 @@ async fn the_demo_tells_the_whole_story_against_facegate_dev() {
         "a wrong token must fail the demo"
     );
     assert!(
-        refused_err.contains("step 1/8 (alice and bob register a photo each) failed")
+        refused_err.contains("step 1/8 (alice and bob sign up and register a photo each) failed")
             && refused_err.contains("401"),
         "the failure names the step and the refusal:\n{refused_err}"
     );

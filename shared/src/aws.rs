@@ -54,6 +54,12 @@ pub struct AwsSettings {
     /// Endpoint for Rekognition (locally: `facegate engine`, default http://127.0.0.1:4599).
     #[arg(long, env = "AWS_ENDPOINT_URL_REKOGNITION")]
     pub endpoint_url_rekognition: Option<String>,
+    /// Amazon Cognito user pools (the sign-in pool, its JWKS).
+    #[arg(long, env = "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER")]
+    pub endpoint_url_cognito: Option<String>,
+    /// AWS Lambda (where `facegate provision` installs the local trigger function).
+    #[arg(long, env = "AWS_ENDPOINT_URL_LAMBDA")]
+    pub endpoint_url_lambda: Option<String>,
     /// Attempts per AWS call, first try included (standard retry mode, jittered backoff).
     #[arg(long, env = "FACEGATE_AWS_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: u32,
@@ -79,6 +85,8 @@ pub enum Service {
     DynamoDb,
     CloudWatch,
     Rekognition,
+    Cognito,
+    Lambda,
 }
 
 impl AwsSettings {
@@ -94,6 +102,8 @@ impl AwsSettings {
             endpoint_url_dynamodb: None,
             endpoint_url_cloudwatch: None,
             endpoint_url_rekognition: None,
+            endpoint_url_cognito: None,
+            endpoint_url_lambda: None,
             max_attempts: 3,
             connect_timeout_ms: 2_000,
             operation_timeout_ms: 10_000,
@@ -109,6 +119,8 @@ impl AwsSettings {
             Service::DynamoDb => &self.endpoint_url_dynamodb,
             Service::CloudWatch => &self.endpoint_url_cloudwatch,
             Service::Rekognition => &self.endpoint_url_rekognition,
+            Service::Cognito => &self.endpoint_url_cognito,
+            Service::Lambda => &self.endpoint_url_lambda,
         };
         let local_default = match service {
             Service::Rekognition => LOCAL_ENGINE_URL,
@@ -159,6 +171,8 @@ impl AwsSettings {
             dynamodb: self.dynamodb(&sdk),
             cloudwatch: self.cloudwatch(&sdk),
             rekognition: self.rekognition(&sdk),
+            cognito: self.cognito(&sdk),
+            lambda: self.lambda(&sdk),
         }
     }
 
@@ -219,6 +233,23 @@ impl AwsSettings {
 }
 
 /// The AWS clients of one process. Cloning is cheap (each client is an `Arc` inside).
+    pub fn cognito(&self, sdk: &SdkConfig) -> aws_sdk_cognitoidentityprovider::Client {
+        let mut b = aws_sdk_cognitoidentityprovider::config::Builder::from(sdk);
+        if let Some(url) = self.endpoint(Service::Cognito) {
+            b = b.endpoint_url(url);
+        }
+        aws_sdk_cognitoidentityprovider::Client::from_conf(b.build())
+    }
+
+    pub fn lambda(&self, sdk: &SdkConfig) -> aws_sdk_lambda::Client {
+        let mut b = aws_sdk_lambda::config::Builder::from(sdk);
+        if let Some(url) = self.endpoint(Service::Lambda) {
+            b = b.endpoint_url(url);
+        }
+        aws_sdk_lambda::Client::from_conf(b.build())
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct AwsClients {
     pub s3: aws_sdk_s3::Client,
@@ -227,6 +258,8 @@ pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub rekognition: aws_sdk_rekognition::Client,
+    pub cognito: aws_sdk_cognitoidentityprovider::Client,
+    pub lambda: aws_sdk_lambda::Client,
 }
 
 #[cfg(test)]

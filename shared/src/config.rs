@@ -236,6 +236,21 @@ impl StackNames {
     pub fn collection(&self) -> String {
         format!("{}-faces", self.prefix)
     }
+
+    /// The Cognito user pool people sign in to.
+    pub fn user_pool(&self) -> String {
+        format!("{}-users", self.prefix)
+    }
+
+    /// The pool's app client for browsers and apps (no secret).
+    pub fn app_client(&self) -> String {
+        format!("{}-app", self.prefix)
+    }
+
+    /// The Lambda function that answers the pool's triggers (`facegate verifier --lambda`).
+    pub fn trigger_function(&self) -> String {
+        format!("{}-verifier-trigger", self.prefix)
+    }
 }
 
 /// What every role needs to know about the stack. Every field is also an environment variable.
@@ -309,6 +324,8 @@ mod tests {
         assert_eq!(names.topic(Topic::AuthEvents), "fg-test-1-auth-events");
         assert_eq!(names.table(Table::AuthFailures), "fg-test-1-auth-failures");
         assert_eq!(names.collection(), "fg-test-1-faces");
+        assert_eq!(names.user_pool(), "fg-test-1-users");
+        assert_eq!(names.trigger_function(), "fg-test-1-verifier-trigger");
     }
 
     #[test]

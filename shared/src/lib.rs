@@ -10,6 +10,7 @@
 //! - [`quality`]: the named reasons a photo fails the quality gate.
 //! - [`provision`]: `facegate provision`.
 //! - [`telemetry`]: logs and spans.
+//! - [`user_pool`]: the stack's Cognito user pool and app client, found by name.
 //! - [`stack`]: a role's clients and resolved queue URLs and topic ARNs.
 //! - [`worker`]: the SQS worker runtime every queue worker runs on.
 //! - [`rate_limit`]: the one budget for calls to the face service.
@@ -34,4 +35,5 @@ pub mod shutdown;
 pub mod stack;
 pub mod tables;
 pub mod telemetry;
+pub mod user_pool;
 pub mod worker;

@@ -93,6 +93,9 @@ pub mod challenges {
     pub const USER_ID: &str = "user_id";
     pub const KEY: &str = "key";
     pub const ISSUED_AT: &str = "issued_at";
+    /// The registered face the challenge's selfie must match: Verify reads it from this
+    /// record, never from the event it is handed.
+    pub const FACE_ID: &str = "face_id";
     /// Set (conditionally) when the challenge is answered.
     pub const ANSWERED_AT: &str = "answered_at";
     pub const EXPIRES_AT: &str = "expires_at";

@@ -7,6 +7,7 @@
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
 pub mod pipeline;
+pub mod cognito;
 pub mod signin;
 
 use std::process::Output;

@@ -124,6 +124,9 @@ pub struct Pipeline {
     stack: Option<Stack>,
     pub engine: RunningEngine,
     pub pacing: Pacing,
+    /// More settings for every `facegate` command of this pipeline (provisioning passes the
+    /// sign-in ones on to the trigger Lambda).
+    extra_env: Vec<(String, String)>,
     _data_dir: TempDir,
 }
 
@@ -139,6 +142,11 @@ impl Drop for TempDir {
 impl Pipeline {
     /// Starts an engine, provisions a new stack with `facegate provision` and connects to it.
     pub async fn start(pacing: Pacing) -> Self {
+        Self::start_with_env(pacing, &[]).await
+    }
+
+    /// [`Self::start`] with more settings for every `facegate` command, provisioning included.
+    pub async fn start_with_env(pacing: Pacing, extra_env: &[(&str, &str)]) -> Self {
         let data_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("pipeline-engine-{}", uuid::Uuid::new_v4().simple()));
         let models = tokio::task::spawn_blocking(models)
@@ -156,6 +164,10 @@ impl Pipeline {
             test,
             engine,
             pacing,
+            extra_env: extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             _data_dir: TempDir(data_dir),
         };
         let output = pipeline
@@ -247,6 +259,7 @@ impl Pipeline {
             .env("FACEGATE_DEDUP_DEAD_LETTER_SWEEP_SECS", "2")
             .env("FACEGATE_OPS_LISTEN", "127.0.0.1:0")
             .env_remove("FACEGATE_BUCKET")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .kill_on_drop(true);
         command
     }

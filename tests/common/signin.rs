@@ -55,7 +55,12 @@ pub fn limiter() -> Arc<FaceServiceLimiter> {
 
 impl SignIn {
     pub async fn start() -> Self {
-        let pipeline = Pipeline::start(Pacing::default()).await;
+        Self::start_with_env(&[]).await
+    }
+
+    /// [`Self::start`] with more settings for provisioning (and so for the trigger Lambda).
+    pub async fn start_with_env(env: &[(&str, &str)]) -> Self {
+        let pipeline = Pipeline::start_with_env(Pacing::default(), env).await;
         let shutdown = CancellationToken::new();
         let verifier = facegate_verifier::spawn(
             pipeline.stack().clone(),
@@ -474,6 +479,25 @@ impl Http {
             StatusCode::from_u16(status).expect("a valid status"),
             serde_json::from_str(body).unwrap_or(Value::Null),
         )
+    }
+
+    /// `GET url` (a whole URL, not a path of the verifier); the status and the JSON body.
+    pub async fn get_absolute(&self, url: &str) -> (StatusCode, Value) {
+        let request = hyper::Request::get(url)
+            .body(Full::new(Bytes::new()))
+            .expect("a request");
+        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
+            .await
+            .expect("an answer within 30 s")
+            .expect("an answer");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("a body")
+            .to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
     /// A PUT of `body` to a presigned URL.

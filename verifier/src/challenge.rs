@@ -5,10 +5,17 @@
 //! client). The `challenges` table holds the server's own record, so a challenge can be
 //! *claimed* exactly once: Verify's conditional update fails for an answered, expired or
 //! unknown challenge, whatever the private parameters say.
+//!
+//! The private parameters are not trusted for anything that decides: whoever can send a
+//! trigger event (the app token's holder, a compromised forwarding Lambda) can write them.
+//! They only name the challenge; the face to match and the issue time come from the record
+//! the claim returns ([`Claimed`]).
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure,
+};
 use chrono::{DateTime, SecondsFormat, Utc};
 use facegate_shared::config::Table;
 use facegate_shared::events::AuthFailureReason;
@@ -118,6 +125,7 @@ pub async fn record(
         )
         .item(attr::USER_ID, s(challenge.upload.user_id.to_string()))
         .item(attr::KEY, s(challenge.key()))
+        .item(attr::FACE_ID, s(challenge.face_id.clone()))
         .item(
             attr::ISSUED_AT,
             s(challenge
@@ -138,6 +146,26 @@ pub async fn record(
     Ok(())
 }
 
+/// What the server itself recorded for a challenge it has now claimed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claimed {
+    /// The registered face the selfie must match.
+    pub face_id: String,
+    pub issued_at: DateTime<Utc>,
+}
+
+impl Claimed {
+    fn from_item(item: &HashMap<String, AttributeValue>) -> Option<Self> {
+        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
+        Some(Self {
+            face_id: text(attr::FACE_ID)?.clone(),
+            issued_at: DateTime::parse_from_rfc3339(text(attr::ISSUED_AT)?)
+                .ok()?
+                .with_timezone(&Utc),
+        })
+    }
+}
+
 /// Why a challenge could not be claimed.
 #[derive(Debug)]
 pub enum ClaimError {
@@ -146,14 +174,14 @@ pub enum ClaimError {
 }
 
 /// Marks the challenge answered, once: succeeds only for a recorded, unanswered, unexpired
-/// challenge of this user and key. Called before the selfie is even read, so two answers
-/// racing each other cannot both be checked.
+/// challenge of this user and key, and returns what was recorded for it. Called before the
+/// selfie is even read, so two answers racing each other cannot both be checked.
 pub async fn claim(
     verifier: &Verifier,
     challenge: &IssuedChallenge,
     now: DateTime<Utc>,
     deadline: &Deadline,
-) -> Result<(), ClaimError> {
+) -> Result<Claimed, ClaimError> {
     if now >= challenge.expires_at {
         return Err(ClaimError::Refused(AuthFailureReason::ChallengeExpired));
     }
@@ -185,6 +213,7 @@ pub async fn claim(
         )
         .expression_attribute_values(":key", AttributeValue::S(challenge.key()))
         .expression_attribute_values(":now_secs", AttributeValue::N(now.timestamp().to_string()))
+        .return_values(ReturnValue::AllNew)
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
         .send();
     let result = deadline
@@ -192,7 +221,11 @@ pub async fn claim(
         .await
         .map_err(|e| ClaimError::Failed(e.into()))?;
     match result {
-        Ok(_) => Ok(()),
+        // A record without its face (written before this field existed) is not answerable.
+        Ok(updated) => updated
+            .attributes()
+            .and_then(Claimed::from_item)
+            .ok_or(ClaimError::Refused(AuthFailureReason::ChallengeExpired)),
         Err(e) => match e.as_service_error() {
             Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(
                 failed,

@@ -167,6 +167,14 @@ impl VerifierClient {
         }
     }
 
+    /// The same API with another bearer token (a person's Cognito access token).
+    pub fn with_token(&self, token: impl Into<String>) -> Self {
+        Self {
+            token: token.into(),
+            ..self.clone()
+        }
+    }
+
     /// `http://host:port`, without a trailing slash.
     pub fn base(&self) -> &str {
         &self.base

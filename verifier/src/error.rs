@@ -20,6 +20,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub enum VerifierError {
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    #[error("the access token was refused: {0}")]
+    Token(crate::access_token::TokenError),
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("the request is not a valid {expected}: {detail}")]
     InvalidRequest {
         expected: &'static str,
@@ -66,6 +70,8 @@ impl VerifierError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unauthorized => "unauthorized",
+            Self::Token(e) => e.code(),
+            Self::Forbidden(_) => "forbidden",
             Self::InvalidRequest { .. } => "invalid-request",
             Self::InvalidUserId(_) => "invalid-user-id",
             Self::PayloadTooLarge { .. } => "payload-too-large",
@@ -78,7 +84,8 @@ impl VerifierError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::Token(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::InvalidRequest { .. } | Self::InvalidUserId(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -96,14 +103,24 @@ pub fn error_body(code: &str, message: &str) -> serde_json::Value {
 
 impl IntoResponse for VerifierError {
     fn into_response(self) -> Response {
-        let message = facegate_shared::report::chain(&self);
+        let detail = facegate_shared::report::chain(&self);
         if self.status().is_server_error() {
-            tracing::error!(code = self.code(), error = %message, "request failed");
+            tracing::error!(code = self.code(), error = %detail, "request failed");
         } else {
-            tracing::info!(code = self.code(), error = %message, "request refused");
+            tracing::info!(code = self.code(), error = %detail, "request refused");
         }
+        // One sentence for the client; causes (SDK errors, key URLs) stay in the log.
+        let message = match &self {
+            Self::Token(e) if e.code() == "token-expired" => "the access token has expired".into(),
+            Self::Token(e) if e.code() == "token-unverifiable" => {
+                "the access token could not be checked now; try again".into()
+            }
+            Self::Token(_) => "the access token is not valid for this service".into(),
+            e if e.status().is_server_error() => e.to_string(),
+            _ => detail,
+        };
         let mut response = (self.status(), Json(error_body(self.code(), &message))).into_response();
-        if matches!(self, Self::Unauthorized) {
+        if matches!(self, Self::Unauthorized | Self::Token(_)) {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer"),

@@ -1,6 +1,8 @@
 //! `facegate verifier --lambda`: the same trigger handlers as the Cognito trigger Lambda.
-//! Cognito invokes one function for all three triggers; [`dispatch`] picks the handler from
-//! the event's `triggerSource`.
+//! Cognito invokes one function for every trigger of the pool (the three of custom
+//! authentication and PreSignUp); [`dispatch`] picks the handler from the event's
+//! `triggerSource` and refuses any other event. An error fails the sign-in or sign-up; Verify
+//! itself turns dependency errors into a wrong answer, so an error never issues tokens.
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
@@ -14,6 +16,12 @@ use crate::triggers;
 pub const DEFINE: &str = "DefineAuthChallenge_Authentication";
 pub const CREATE: &str = "CreateAuthChallenge_Authentication";
 pub const VERIFY: &str = "VerifyAuthChallengeResponse_Authentication";
+/// The pre sign-up trigger sources (self-service, an administrator, a federated provider).
+pub const SIGN_UP: [&str; 3] = [
+    "PreSignUp_SignUp",
+    "PreSignUp_AdminCreateUser",
+    "PreSignUp_ExternalProvider",
+];
 
 /// Which trigger an event is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +29,7 @@ pub enum Trigger {
     Define,
     Create,
     Verify,
+    SignUp,
 }
 
 /// Reads `triggerSource`; anything but the three custom-auth triggers is refused.
@@ -29,8 +38,9 @@ pub fn trigger_of(event: &Value) -> Result<Trigger, VerifierError> {
         Some(DEFINE) => Ok(Trigger::Define),
         Some(CREATE) => Ok(Trigger::Create),
         Some(VERIFY) => Ok(Trigger::Verify),
+        Some(source) if SIGN_UP.contains(&source) => Ok(Trigger::SignUp),
         other => Err(VerifierError::invalid(
-            "custom-auth trigger event",
+            "custom-auth or pre sign-up trigger event",
             format!("unsupported triggerSource {other:?}"),
         )),
     }
@@ -52,6 +62,9 @@ pub async fn dispatch(verifier: &Verifier, event: Value) -> Result<Value, Verifi
                     .await?;
             serde_json::to_value(event)
         }
+        Trigger::SignUp => serde_json::to_value(
+            triggers::sign_up(verifier, parse(event, "pre sign-up event")?).await?,
+        ),
     };
     answered.map_err(|e| VerifierError::dependency("serialising the event", e))
 }
@@ -145,8 +158,17 @@ mod tests {
             Some(Value::from("signin/alice/c.jpg"))
         );
 
+        let sign_up = event(
+            "PreSignUp_SignUp",
+            json!({"userAttributes": {"email": "a@example.com"}, "validationData": null}),
+            json!({"autoConfirmUser": false, "autoVerifyEmail": false, "autoVerifyPhone": false}),
+        );
+        assert_eq!(trigger_of(&sign_up).unwrap(), Trigger::SignUp);
+        let _: aws_lambda_events::event::cognito::CognitoEventUserPoolsPreSignup =
+            parse(sign_up, "sign-up").unwrap();
+
         for other in [
-            json!({"triggerSource": "PreSignUp_SignUp"}),
+            json!({"triggerSource": "PostConfirmation_ConfirmSignUp"}),
             json!({"triggerSource": 7}),
             json!({}),
         ] {

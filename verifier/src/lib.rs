@@ -7,20 +7,25 @@
 //!   stand on [`account`] (may this user sign in?), [`challenge`] (one-time challenges),
 //!   [`selfie`] (the uploaded object), [`face`] (quality gate and match) and [`outcome`] (the
 //!   `AuthEvent`), all under one [`deadline`] per request.
-//! - [`routes`] and [`server`]: the HTTP face of it; [`auth`]: the bearer token.
+//! - [`routes`] and [`server`]: the HTTP face of it; [`auth`]: who is calling (the app's bearer
+//!   token, or a person's Cognito access token, checked by [`access_token`]).
 //! - [`lambda`]: the same triggers as a Lambda function.
 //! - [`erase`]: removing a user everywhere (`DELETE /v1/users/<id>` and `facegate erase`).
 //! - [`client`]: the HTTP API from the other side (the app and Cognito), for [`bench`], the
-//!   Verify latency benchmark, and `facegate demo`.
+//!   Verify latency benchmark, and `facegate demo`; [`cognito_app`]: sign-in through
+//!   Cognito's own API, as an app does it.
 //!
 //! Wiring: [`spawn`] starts the server in-process (tests, `facegate dev`); [`main`] is the
 //! standalone role (`facegate verifier`, or `facegate verifier --lambda`).
 
+pub mod access_token;
 pub mod account;
 pub mod auth;
 pub mod bench;
+pub mod bench_cognito;
 pub mod challenge;
 pub mod client;
+pub mod cognito_app;
 pub mod deadline;
 pub mod erase;
 pub mod error;
@@ -134,7 +139,8 @@ pub async fn spawn(
         addr: listen,
         source,
     })?;
-    let router = server::router(verifier.clone(), &token, health.clone());
+    let people = access_tokens(verifier.stack(), verifier.settings()).await;
+    let router = server::router(verifier.clone(), &token, people, health.clone());
     // The stack was reached (Stack::connect resolved every queue and topic): ready.
     health.mark_ready();
     let task = tokio::spawn(server::serve(listener, router, shutdown));
@@ -145,6 +151,48 @@ pub async fn spawn(
         health,
         task: Some(task),
     })
+}
+
+/// The checker of the user pool's access tokens: the pool in the settings, else the stack's own
+/// pool found by name. Without a pool only the app token is accepted (said once in the log).
+async fn access_tokens(
+    stack: &Stack,
+    settings: &VerifierSettings,
+) -> Option<access_token::AccessTokens> {
+    use facegate_shared::user_pool::UserPool;
+    let pool = match (&settings.user_pool_id, &settings.user_pool_client_id) {
+        (Some(id), Some(client_id)) => UserPool {
+            id: id.clone(),
+            client_id: client_id.clone(),
+        },
+        _ => match UserPool::find(&stack.clients.cognito, &stack.names).await {
+            Ok(pool) => pool,
+            Err(e) => {
+                tracing::warn!(error = %facegate_shared::report::chain(&e),
+                    "no user pool: access tokens are refused, only the app token is accepted");
+                return None;
+            }
+        },
+    };
+    let url = settings.user_pool_jwks_url.clone().unwrap_or_else(|| {
+        pool.jwks_url(
+            stack
+                .aws
+                .endpoint(facegate_shared::aws::Service::Cognito)
+                .as_deref(),
+        )
+    });
+    match access_token::JwksUrl::new(url.clone()) {
+        Ok(source) => {
+            tracing::info!(pool = %pool.id, client = %pool.client_id, jwks = %url,
+                "access tokens of the user pool are accepted");
+            Some(access_token::AccessTokens::new(&pool, Box::new(source)))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "access tokens are refused");
+            None
+        }
+    }
 }
 
 /// `facegate verifier`: the HTTP server until SIGTERM/SIGINT, or with `--lambda` the Cognito

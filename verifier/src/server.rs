@@ -17,25 +17,38 @@ use tower::limit::ConcurrencyLimitLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::auth::{BearerToken, require_token};
+use crate::access_token::AccessTokens;
+use crate::auth::{Guard, authenticate, require_app};
 use crate::error::{VerifierError, error_body};
 use crate::routes::{cognito, registrations, users, verify};
 use crate::service::Verifier;
 
-pub fn router(verifier: Verifier, token: &str, health: Health) -> Router {
+/// Every route. `people` checks access tokens; `None` accepts the app token only.
+pub fn router(
+    verifier: Verifier,
+    token: &str,
+    people: Option<AccessTokens>,
+    health: Health,
+) -> Router {
     let settings = verifier.settings().clone();
-    let api = Router::new()
+    let app_only = Router::new()
         .route("/cognito/define", post(cognito::define))
         .route("/cognito/create", post(cognito::create))
         .route("/cognito/verify", post(cognito::verify))
         .route("/v1/verify", post(verify::verify))
+        .route_layer(middleware::from_fn(require_app));
+    // Where a person acts on their own data (or the app on anyone's).
+    let self_service = Router::new()
         .route("/v1/registrations", post(registrations::create))
         .route("/v1/registrations/{user_id}", get(registrations::show))
-        .route("/v1/users/{user_id}", delete(users::erase))
-        .route_layer(middleware::from_fn_with_state(
-            BearerToken(Arc::from(token)),
-            require_token,
-        ))
+        .route("/v1/users/{user_id}", delete(users::erase));
+    let guard = Guard {
+        app_token: Arc::from(token),
+        people,
+    };
+    let api = app_only
+        .merge(self_service)
+        .route_layer(middleware::from_fn_with_state(guard, authenticate))
         .with_state(verifier);
     // Erasure walks the collection and the bucket: it gets more time than a sign-in.
     let timeout = settings.deadline().max(Duration::from_secs(30)) + Duration::from_secs(1);

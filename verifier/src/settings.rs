@@ -5,6 +5,17 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// What a person must present to sign in.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignInPolicy {
+    /// The face alone (Cognito `CUSTOM_AUTH`).
+    Face,
+    /// The password first (SRP, `CUSTOM_WITH_SRP`), then the face: NIST SP 800-63B 5.2.3
+    /// accepts a biometric only beside another authenticator.
+    #[value(name = "password+face")]
+    PasswordAndFace,
+}
+
 /// How the verifier serves and decides.
 #[derive(clap::Args, Clone, Debug)]
 pub struct VerifierSettings {
@@ -81,6 +92,33 @@ pub struct VerifierSettings {
         default_value_t = 64
     )]
     pub max_concurrent_requests: usize,
+    /// Face alone, or password then face.
+    #[arg(
+        long = "signin-policy",
+        env = "FACEGATE_SIGNIN_POLICY",
+        value_enum,
+        default_value_t = SignInPolicy::Face
+    )]
+    pub policy: SignInPolicy,
+    /// Confirm new sign-ups without a code (the PreSignUp trigger). Honoured on the local stack
+    /// only (FACEGATE_ENV=local), which sends no email.
+    #[arg(
+        long = "signup-auto-confirm",
+        env = "FACEGATE_SIGNUP_AUTO_CONFIRM",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub auto_confirm_sign_up: bool,
+    /// The Cognito user pool whose access tokens the self-service routes accept [default: the
+    /// stack's pool, found by its name `<prefix>-users`].
+    #[arg(long = "user-pool-id", env = "FACEGATE_USER_POOL_ID")]
+    pub user_pool_id: Option<String>,
+    /// The pool's app client the tokens must be for [default: `<prefix>-app`, found by name].
+    #[arg(long = "user-pool-client-id", env = "FACEGATE_USER_POOL_CLIENT_ID")]
+    pub user_pool_client_id: Option<String>,
+    /// Where the pool's signing keys are [default: from the Cognito endpoint or the issuer].
+    #[arg(long = "user-pool-jwks-url", env = "FACEGATE_USER_POOL_JWKS_URL")]
+    pub user_pool_jwks_url: Option<String>,
 }
 
 /// A setting out of range.
@@ -105,6 +143,11 @@ impl VerifierSettings {
             deadline_ms: 4_500,
             max_answers: 3,
             max_concurrent_requests: 64,
+            policy: SignInPolicy::Face,
+            auto_confirm_sign_up: false,
+            user_pool_id: None,
+            user_pool_client_id: None,
+            user_pool_jwks_url: None,
         }
     }
 
@@ -130,6 +173,12 @@ impl VerifierSettings {
         }
         if self.deadline_ms == 0 {
             return fail("FACEGATE_VERIFY_DEADLINE_MS", "must be positive");
+        }
+        if self.user_pool_id.is_some() != self.user_pool_client_id.is_some() {
+            return fail(
+                "FACEGATE_USER_POOL_ID",
+                "set it together with FACEGATE_USER_POOL_CLIENT_ID, or neither",
+            );
         }
         Ok(())
     }

@@ -67,6 +67,8 @@ pub enum AuthFailureReason {
     Locked,
     /// Rekognition failed or timed out: never a success.
     FaceServiceError,
+    /// Another dependency (the challenge store, the bucket) failed: never a success.
+    ServiceError,
     /// The selfie failed the quality gate (`no-face`, `multiple-faces`, ...).
     #[serde(untagged)]
     Quality(QualityIssue),

@@ -7,20 +7,25 @@
 //! before the redrive policies that point at them, queues (and their policies) before the bucket
 //! notification S3 validates against them.
 
+pub mod lambda;
 pub mod plan;
 
+mod cognito;
 mod dynamodb;
 mod rekognition;
 mod s3;
 mod sns;
 mod sqs;
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 
 use aws_sdk_dynamodb::error::BuildError;
 
-use crate::aws::{AwsSettings, Service};
+use crate::aws::{AwsSettings, Deployment, Service};
 use crate::config::StackSettings;
+use crate::user_pool::UserPool;
 pub use plan::Plan;
 
 /// `facegate provision`.
@@ -36,6 +41,85 @@ pub struct ProvisionArgs {
     /// Do not create the Rekognition collection (when the face engine is not running).
     #[arg(long, env = "FACEGATE_SKIP_COLLECTION")]
     pub skip_collection: bool,
+    /// Do not create the Cognito user pool and its trigger function (local only: on AWS they
+    /// come from deploy/aws/facegate.yaml).
+    #[arg(long, env = "FACEGATE_SKIP_USER_POOL")]
+    pub skip_user_pool: bool,
+    /// The facegate executable the local trigger function runs [default: this one].
+    #[arg(long, env = "FACEGATE_TRIGGER_BINARY")]
+    pub trigger_binary: Option<PathBuf>,
+}
+
+impl ProvisionArgs {
+    /// The plan these settings make: everything, the user pool too where it is provisioned here.
+    pub fn plan(&self) -> Result<Plan, ProvisionError> {
+        let plan = Plan::new(&self.stack, !self.skip_collection);
+        if self.skip_user_pool || self.aws.deployment == Deployment::Aws {
+            return Ok(plan);
+        }
+        let binary = match &self.trigger_binary {
+            Some(path) => std::path::absolute(path),
+            None => std::env::current_exe(),
+        }
+        .map_err(|e| ProvisionError::Package {
+            detail: format!("cannot tell where the facegate executable is: {e}"),
+        })?;
+        Ok(plan.with_sign_in(
+            &self.stack,
+            binary,
+            trigger_environment(&self.aws, &self.stack, std::env::vars()),
+        ))
+    }
+}
+
+/// The settings the trigger function gets: where every service of this stack is, JSON logs,
+/// sign-up confirmed without email (the local stack sends none), and every sign-in setting
+/// this process was given (`vars`), so the function decides as a `facegate verifier` here would.
+/// Never the verifier's bearer token: the function does not serve HTTP.
+pub fn trigger_environment(
+    aws: &AwsSettings,
+    stack: &StackSettings,
+    vars: impl Iterator<Item = (String, String)>,
+) -> BTreeMap<String, String> {
+    const FORWARDED: [&str; 8] = [
+        "FACEGATE_VERIFY_",
+        "FACEGATE_CHALLENGE_",
+        "FACEGATE_SIGNIN_",
+        "FACEGATE_SIGNUP_",
+        "FACEGATE_LIVENESS_",
+        "FACEGATE_FACE_CALLS_",
+        "FACEGATE_MAX_SELFIE_BYTES",
+        "FACEGATE_AWS_",
+    ];
+    let mut env: BTreeMap<String, String> = BTreeMap::from([
+        ("FACEGATE_ENV".into(), "local".into()),
+        ("FACEGATE_PREFIX".into(), stack.prefix.to_string()),
+        ("FACEGATE_LOG_FORMAT".into(), "json".into()),
+        ("FACEGATE_SIGNUP_AUTO_CONFIRM".into(), "true".into()),
+        ("AWS_REGION".into(), aws.region.clone()),
+    ]);
+    if let Some(bucket) = &stack.bucket {
+        env.insert("FACEGATE_BUCKET".into(), bucket.clone());
+    }
+    for (service, variable) in [
+        (Service::S3, "AWS_ENDPOINT_URL_S3"),
+        (Service::Sqs, "AWS_ENDPOINT_URL_SQS"),
+        (Service::Sns, "AWS_ENDPOINT_URL_SNS"),
+        (Service::DynamoDb, "AWS_ENDPOINT_URL_DYNAMODB"),
+        (Service::CloudWatch, "AWS_ENDPOINT_URL_CLOUDWATCH"),
+        (Service::Rekognition, "AWS_ENDPOINT_URL_REKOGNITION"),
+        (Service::Cognito, "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER"),
+    ] {
+        if let Some(url) = aws.endpoint(service) {
+            env.insert(variable.into(), url);
+        }
+    }
+    for (name, value) in vars {
+        if name == "RUST_LOG" || FORWARDED.iter().any(|p| name.starts_with(p)) {
+            env.insert(name, value);
+        }
+    }
+    env
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -72,6 +156,8 @@ pub enum ProvisionError {
         resource: String,
         what: &'static str,
     },
+    #[error("could not build the trigger function's package: {detail}")]
+    Package { detail: String },
     #[error("could not build the {call} request for {resource}")]
     Request {
         call: &'static str,
@@ -140,6 +226,8 @@ pub struct Outcome {
 #[derive(Debug, Default)]
 pub struct Report {
     pub outcomes: Vec<Outcome>,
+    /// The user pool people sign in to, when it was provisioned.
+    pub user_pool: Option<UserPool>,
 }
 
 impl Report {
@@ -170,7 +258,7 @@ impl Report {
 
 /// Runs `facegate provision`.
 pub async fn run(args: ProvisionArgs) -> Result<(), ProvisionError> {
-    let plan = Plan::new(&args.stack, !args.skip_collection);
+    let plan = args.plan()?;
     if args.dry_run {
         print!("{plan}");
         println!("dry run: nothing was created or changed");
@@ -184,6 +272,9 @@ pub async fn run(args: ProvisionArgs) -> Result<(), ProvisionError> {
         "provisioned stack `{}`: {created} created, {updated} updated, {unchanged} unchanged",
         plan.prefix
     );
+    if let Some(pool) = &report.user_pool {
+        println!("user pool id {}  app client id {}", pool.id, pool.client_id);
+    }
     tracing::info!(stack = %plan.prefix, created, updated, unchanged, "provisioned");
     Ok(())
 }
@@ -213,6 +304,14 @@ pub async fn apply(plan: &Plan, aws: &AwsSettings) -> Result<Report, ProvisionEr
         Change::Skipped("--skip-collection")
     };
     report.record("collection", &plan.collection, change);
+    if let Some(sign_in) = &plan.sign_in {
+        let function_arn =
+            lambda::ensure_function(&clients.lambda, &sign_in.function, &mut report).await?;
+        let pool =
+            cognito::ensure_user_pool(&clients.cognito, &sign_in.pool, &function_arn, &mut report)
+                .await?;
+        report.user_pool = Some(pool);
+    }
     Ok(report)
 }
 
@@ -260,5 +359,30 @@ mod tests {
         assert!(same_setting(Some("60"), "60"));
         assert!(!same_setting(None, "60"));
         assert!(same_setting(None, ""));
+    }
+
+    #[test]
+    fn the_trigger_function_gets_the_stack_and_the_sign_in_settings_only() {
+        let stack = StackSettings::with_prefix("demo".parse().unwrap());
+        let vars = [
+            ("FACEGATE_VERIFY_THRESHOLD", "98"),
+            ("FACEGATE_SIGNIN_POLICY", "password+face"),
+            ("FACEGATE_VERIFIER_TOKEN", "secret"),
+            ("FACEGATE_ENGINE_LISTEN", "127.0.0.1:1"),
+            ("HOME", "/root"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let env = trigger_environment(&AwsSettings::local(), &stack, vars.into_iter());
+        assert_eq!(env["FACEGATE_PREFIX"], "demo");
+        assert_eq!(env["FACEGATE_VERIFY_THRESHOLD"], "98");
+        assert_eq!(env["FACEGATE_SIGNIN_POLICY"], "password+face");
+        assert_eq!(env["AWS_ENDPOINT_URL_REKOGNITION"], crate::aws::LOCAL_ENGINE_URL);
+        assert_eq!(
+            env["AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER"],
+            crate::aws::LOCAL_STACK_URL
+        );
+        for hidden in ["FACEGATE_VERIFIER_TOKEN", "FACEGATE_ENGINE_LISTEN", "HOME"] {
+            assert!(!env.contains_key(hidden), "{hidden} must not reach the function");
+        }
     }
 }

@@ -30,6 +30,32 @@ pub struct Plan {
     pub collection: String,
     /// `false` with `--skip-collection` (the face engine is not running).
     pub create_collection: bool,
+    /// The user pool and its trigger function; `None` where they come from elsewhere (on AWS,
+    /// the CloudFormation template) or with `--skip-user-pool`.
+    pub sign_in: Option<SignInPlan>,
+}
+
+/// The Cognito side of sign-in: a user pool whose triggers are one Lambda function.
+#[derive(Clone, Debug)]
+pub struct SignInPlan {
+    pub pool: UserPoolPlan,
+    pub function: TriggerFunctionPlan,
+}
+
+#[derive(Clone, Debug)]
+pub struct UserPoolPlan {
+    pub name: String,
+    pub app_client: String,
+}
+
+/// The function that runs `<binary> verifier --lambda` for every trigger of the pool.
+#[derive(Clone, Debug)]
+pub struct TriggerFunctionPlan {
+    pub name: String,
+    /// The facegate executable the function runs (an absolute path on this host).
+    pub binary: std::path::PathBuf,
+    /// The function's whole configuration: the stack's endpoints and facegate's settings.
+    pub environment: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug)]
@@ -147,7 +173,30 @@ impl Plan {
                 .collect(),
             collection: names.collection(),
             create_collection: with_collection,
+            sign_in: None,
         }
+    }
+
+    /// The same plan with the user pool and its trigger function running `binary`.
+    pub fn with_sign_in(
+        mut self,
+        stack: &StackSettings,
+        binary: std::path::PathBuf,
+        environment: std::collections::BTreeMap<String, String>,
+    ) -> Self {
+        let names = stack.names();
+        self.sign_in = Some(SignInPlan {
+            pool: UserPoolPlan {
+                name: names.user_pool(),
+                app_client: names.app_client(),
+            },
+            function: TriggerFunctionPlan {
+                name: names.trigger_function(),
+                binary,
+                environment,
+            },
+        });
+        self
     }
 }
 
@@ -238,7 +287,33 @@ impl fmt::Display for Plan {
             f,
             "  collection    {} (Rekognition{skipped})",
             self.collection
-        )
+        )?;
+        match &self.sign_in {
+            Some(sign_in) => {
+                let function = &sign_in.function;
+                writeln!(
+                    f,
+                    "  function      {} (provided.al2023, runs {} verifier --lambda; {} settings)",
+                    function.name,
+                    function.binary.display(),
+                    function.environment.len()
+                )?;
+                writeln!(
+                    f,
+                    "  user pool     {} (Define/Create/Verify auth challenge and PreSignUp: {})",
+                    sign_in.pool.name, function.name
+                )?;
+                writeln!(
+                    f,
+                    "  app client    {} (no secret; CUSTOM_AUTH, USER_SRP_AUTH, REFRESH_TOKEN_AUTH)",
+                    sign_in.pool.app_client
+                )
+            }
+            None => writeln!(
+                f,
+                "  user pool     not provisioned here (on AWS: deploy/aws/facegate.yaml)"
+            ),
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use chrono::{SecondsFormat, Utc};
 use facegate_shared::config::Table;
@@ -20,24 +20,38 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::read_json;
+use crate::auth::Caller;
 use crate::error::VerifierError;
 use crate::service::Verifier;
 use crate::upload_url::presign_put;
 
+/// A person may leave `user_id` out: it is theirs.
 #[derive(Deserialize)]
 struct NewRegistration {
-    user_id: String,
+    user_id: Option<String>,
 }
 
 pub async fn create(
     State(verifier): State<Verifier>,
+    Extension(caller): Extension<Caller>,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), VerifierError> {
     let limit = verifier.settings().max_json_bytes;
     let request: NewRegistration =
         read_json(body, limit, r#"registration request {"user_id": "..."}"#).await?;
+    let user_id = match (request.user_id, &caller) {
+        (Some(id), _) => UserId::parse(id)?,
+        (None, Caller::Person(me)) => me.clone(),
+        (None, Caller::App) => {
+            return Err(VerifierError::invalid(
+                r#"registration request {"user_id": "..."}"#,
+                "user_id is missing",
+            ));
+        }
+    };
+    caller.may_act_for(&user_id)?;
     let upload = RegistrationUpload {
-        user_id: UserId::parse(request.user_id)?,
+        user_id,
         upload_id: UploadId::random(),
         extension: ImageExtension::Jpg,
     };
@@ -58,9 +72,11 @@ pub async fn create(
 
 pub async fn show(
     State(verifier): State<Verifier>,
+    Extension(caller): Extension<Caller>,
     Path(user_id): Path<String>,
 ) -> Result<Json<Value>, VerifierError> {
     let user = UserId::parse(user_id)?;
+    caller.may_act_for(&user)?;
     let records = user_registrations(&verifier, &user).await?;
     if records.is_empty() {
         return Err(VerifierError::NotFound(format!(

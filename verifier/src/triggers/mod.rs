@@ -5,19 +5,25 @@
 //! - [`define`]: which challenge comes next, or tokens, or failure.
 //! - [`create`]: a one-time challenge: a presigned upload URL for the selfie.
 //! - [`verify`]: the selfie against the registered face.
+//! - [`sign_up`]: PreSignUp, the user name must be a facegate user id.
 
 pub mod create;
 pub mod define;
+pub mod sign_up;
 pub mod verify;
 
 use std::time::Duration;
 
 pub use create::create;
 pub use define::define;
+pub use sign_up::sign_up;
 pub use verify::verify;
 
 /// The only challenge facegate presents.
 pub const CUSTOM_CHALLENGE: &str = "CUSTOM_CHALLENGE";
+/// Cognito's own password steps of `CUSTOM_WITH_SRP`, which Define sees in the session.
+pub const SRP_A: &str = "SRP_A";
+pub const PASSWORD_VERIFIER: &str = "PASSWORD_VERIFIER";
 
 /// Where the time of one Verify went, reported in a `Server-Timing` header (the benchmark
 /// reads it).

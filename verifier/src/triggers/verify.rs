@@ -9,7 +9,9 @@
 //! 4. the face work ([`crate::face`]): an image, exactly one face, a match at the threshold.
 //!
 //! Then the selfie is deleted and the outcome published on `auth-events`. Every refusal and
-//! every face-service error or timeout is `answerCorrect: false`; only a match is `true`.
+//! every error or timeout of a dependency is `answerCorrect: false` (fail closed); only a
+//! match is `true`. The face matched is the one the server recorded when it issued the
+//! challenge, never one named by the event.
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -18,6 +20,7 @@ use aws_lambda_events::event::cognito::CognitoEventUserPoolsVerifyAuthChallenge;
 use chrono::Utc;
 use facegate_shared::events::{AuthChannel, AuthFailureReason, AuthOutcome};
 use facegate_shared::ids::UserId;
+use facegate_shared::report::chain;
 
 use super::Timings;
 use crate::challenge::{self, ClaimError, IssuedChallenge};
@@ -43,7 +46,14 @@ pub async fn verify(
         // failure against, so nothing is published.
         Err(_) => None,
         Ok(user) => {
-            let mut answer = judge(verifier, &event, user, &mut timings).await?;
+            let mut answer = match judge(verifier, &event, user.clone(), &mut timings).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    tracing::error!(user = %user, error = %chain(&e),
+                        "verify could not decide: the answer is wrong");
+                    Answer::failure(user, AuthFailureReason::ServiceError, AuthChannel::Cognito)
+                }
+            };
             answer.source = source;
             let started = Instant::now();
             outcome::publish(verifier, &answer).await;
@@ -90,15 +100,15 @@ async fn judge(
     let started = Instant::now();
     let claimed = challenge::claim(verifier, &issued, Utc::now(), &deadline).await;
     timings.store += started.elapsed();
-    match claimed {
-        Ok(()) => {}
+    let claimed = match claimed {
+        Ok(claimed) => claimed,
         Err(ClaimError::Refused(reason)) => return Ok(with_challenge(refuse(reason))),
         Err(ClaimError::Failed(e)) => return Err(e),
-    }
+    };
 
     let key = issued.key();
     let started = Instant::now();
-    let fetched = selfie::fetch(verifier, &key, issued.issued_at, &deadline).await;
+    let fetched = selfie::fetch(verifier, &key, claimed.issued_at, &deadline).await;
     timings.s3 += started.elapsed();
     let bytes = match fetched {
         Ok(bytes) => bytes,
@@ -112,7 +122,7 @@ async fn judge(
     };
 
     let started = Instant::now();
-    let verdict = face::verify_selfie(verifier, bytes, &issued.face_id, &deadline).await;
+    let verdict = face::verify_selfie(verifier, bytes, &claimed.face_id, &deadline).await;
     timings.face += started.elapsed();
 
     // The selfie is not kept, whatever the verdict.

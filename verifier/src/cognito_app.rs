@@ -1,0 +1,365 @@
+//! Sign-in as an app does it, through Cognito's own API only: sign up, sign in with the
+//! password (SRP), and the face challenge (`InitiateAuth` with `CUSTOM_AUTH`, a PUT of the
+//! selfie to the URL in the challenge parameters, `RespondToAuthChallenge` with its key).
+//! With the `password+face` policy, `CUSTOM_WITH_SRP`: the password verifier first, then the
+//! face.
+//!
+//! Used by the end-to-end tests, `facegate demo` and `facegate bench cognito`: what drives
+//! facegate, not what runs it.
+
+use std::collections::HashMap;
+
+use aws_cognito_srp::{SrpClient, User, UserAuthenticationParameters, VerificationParameters};
+use aws_sdk_cognitoidentityprovider::Client;
+use aws_sdk_cognitoidentityprovider::types::{AuthFlowType, ChallengeNameType};
+use bytes::Bytes;
+use facegate_shared::user_pool::UserPool;
+
+use crate::client::{ClientError, VerifierClient};
+use crate::triggers::create::public;
+
+/// Why a step through Cognito did not give the expected answer.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Cognito's own error, by its code (`NotAuthorizedException`, ...).
+    #[error("{call}: {code}: {message}")]
+    Cognito {
+        call: &'static str,
+        code: String,
+        message: String,
+    },
+    #[error("{call}: unexpected answer: {detail}")]
+    Unexpected { call: &'static str, detail: String },
+    #[error("the SRP password proof: {0}")]
+    Srp(String),
+    #[error(transparent)]
+    Upload(#[from] ClientError),
+}
+
+impl AppError {
+    /// The Cognito error code, if Cognito refused.
+    pub fn cognito_code(&self) -> Option<&str> {
+        match self {
+            Self::Cognito { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+fn cognito_error<E>(call: &'static str) -> impl Fn(aws_sdk_cognitoidentityprovider::error::SdkError<E>) -> AppError
+where
+    E: aws_sdk_cognitoidentityprovider::error::ProvideErrorMetadata + std::fmt::Debug,
+{
+    move |e| {
+        let (code, message) = match e.as_service_error() {
+            Some(service) => (
+                service.code().unwrap_or("Unknown").to_string(),
+                service.message().unwrap_or_default().to_string(),
+            ),
+            None => (
+                "NoAnswer".to_string(),
+                facegate_shared::report::chain(&e),
+            ),
+        };
+        AppError::Cognito {
+            call,
+            code,
+            message,
+        }
+    }
+}
+
+/// The tokens Cognito issued.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    pub access_token: String,
+    pub id_token: String,
+    pub refresh_token: Option<String>,
+}
+
+/// A face challenge the app must answer: where to upload, and the answer (the key).
+#[derive(Clone, Debug)]
+pub struct FaceChallenge {
+    pub username: String,
+    session: String,
+    pub url: String,
+    pub key: String,
+    pub expiry: String,
+    /// Every public parameter, as the client sees them (nothing secret may be among them).
+    pub parameters: HashMap<String, String>,
+}
+
+/// What answering a face challenge gave.
+#[derive(Clone, Debug)]
+pub enum Answered {
+    SignedIn(Tokens),
+    /// A wrong answer with tries left: the next challenge.
+    TryAgain(FaceChallenge),
+}
+
+/// An app of the pool's app client (no secret, like a browser).
+#[derive(Clone)]
+pub struct CognitoApp {
+    cognito: Client,
+    pool: UserPool,
+    http: VerifierClient,
+}
+
+impl CognitoApp {
+    pub fn new(cognito: Client, pool: UserPool) -> Self {
+        Self {
+            cognito,
+            pool,
+            // Only its presigned PUT is used: no verifier URL, no token.
+            http: VerifierClient::new("", ""),
+        }
+    }
+
+    pub fn pool(&self) -> &UserPool {
+        &self.pool
+    }
+
+    /// `SignUp`: the local stack's PreSignUp trigger confirms the account at once.
+    pub async fn sign_up(&self, username: &str, password: &str) -> Result<bool, AppError> {
+        let answer = self
+            .cognito
+            .sign_up()
+            .client_id(&self.pool.client_id)
+            .username(username)
+            .password(password)
+            .send()
+            .await
+            .map_err(cognito_error("SignUp"))?;
+        Ok(answer.user_confirmed)
+    }
+
+    /// `USER_SRP_AUTH`: the password alone, for the self-service routes (not a face sign-in).
+    pub async fn password_sign_in(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Tokens, AppError> {
+        let srp = SrpClient::new(User::new(&self.pool.id, username, password), &self.pool.client_id, None);
+        let UserAuthenticationParameters { a, .. } = srp.get_auth_parameters();
+        let started = self
+            .cognito
+            .initiate_auth()
+            .client_id(&self.pool.client_id)
+            .auth_flow(AuthFlowType::UserSrpAuth)
+            .auth_parameters("USERNAME", username)
+            .auth_parameters("SRP_A", a)
+            .send()
+            .await
+            .map_err(cognito_error("InitiateAuth USER_SRP_AUTH"))?;
+        let answer = self
+            .answer_password_verifier(
+                &srp,
+                started.challenge_name(),
+                started.challenge_parameters(),
+                started.session(),
+            )
+            .await?;
+        tokens(answer.authentication_result(), "RespondToAuthChallenge PASSWORD_VERIFIER")
+    }
+
+    /// Starts a face sign-in (`CUSTOM_AUTH`, face alone).
+    pub async fn start_face_sign_in(&self, username: &str) -> Result<FaceChallenge, AppError> {
+        let started = self
+            .cognito
+            .initiate_auth()
+            .client_id(&self.pool.client_id)
+            .auth_flow(AuthFlowType::CustomAuth)
+            .auth_parameters("USERNAME", username)
+            .send()
+            .await
+            .map_err(cognito_error("InitiateAuth CUSTOM_AUTH"))?;
+        face_challenge(
+            username,
+            started.challenge_name(),
+            started.challenge_parameters(),
+            started.session(),
+            "InitiateAuth CUSTOM_AUTH",
+        )
+    }
+
+    /// Starts a password-then-face sign-in (`CUSTOM_WITH_SRP`): proves the password, then
+    /// returns the face challenge Define presents after it.
+    pub async fn start_password_and_face_sign_in(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<FaceChallenge, AppError> {
+        let srp = SrpClient::new(User::new(&self.pool.id, username, password), &self.pool.client_id, None);
+        let UserAuthenticationParameters { a, .. } = srp.get_auth_parameters();
+        let started = self
+            .cognito
+            .initiate_auth()
+            .client_id(&self.pool.client_id)
+            .auth_flow(AuthFlowType::CustomAuth)
+            .auth_parameters("USERNAME", username)
+            .auth_parameters("SRP_A", a)
+            .auth_parameters("CHALLENGE_NAME", "SRP_A")
+            .send()
+            .await
+            .map_err(cognito_error("InitiateAuth CUSTOM_WITH_SRP"))?;
+        let answer = self
+            .answer_password_verifier(
+                &srp,
+                started.challenge_name(),
+                started.challenge_parameters(),
+                started.session(),
+            )
+            .await?;
+        face_challenge(
+            username,
+            answer.challenge_name(),
+            answer.challenge_parameters(),
+            answer.session(),
+            "RespondToAuthChallenge PASSWORD_VERIFIER",
+        )
+    }
+
+    async fn answer_password_verifier(
+        &self,
+        srp: &SrpClient<User>,
+        challenge: Option<&ChallengeNameType>,
+        parameters: Option<&HashMap<String, String>>,
+        session: Option<&str>,
+    ) -> Result<
+        aws_sdk_cognitoidentityprovider::operation::respond_to_auth_challenge::RespondToAuthChallengeOutput,
+        AppError,
+    > {
+        let call = "InitiateAuth (password)";
+        if challenge != Some(&ChallengeNameType::PasswordVerifier) {
+            return Err(AppError::Unexpected {
+                call,
+                detail: format!("challenge {challenge:?}, expected PASSWORD_VERIFIER"),
+            });
+        }
+        let empty = HashMap::new();
+        let p = parameters.unwrap_or(&empty);
+        let get = |name: &str| {
+            p.get(name).map(String::as_str).ok_or_else(|| AppError::Unexpected {
+                call,
+                detail: format!("no {name} in the PASSWORD_VERIFIER parameters"),
+            })
+        };
+        let user_id = get("USER_ID_FOR_SRP")?;
+        let VerificationParameters {
+            password_claim_secret_block,
+            password_claim_signature,
+            timestamp,
+        } = srp
+            .verify(get("SECRET_BLOCK")?, user_id, get("SALT")?, get("SRP_B")?)
+            .map_err(|e| AppError::Srp(e.to_string()))?;
+        self.cognito
+            .respond_to_auth_challenge()
+            .client_id(&self.pool.client_id)
+            .challenge_name(ChallengeNameType::PasswordVerifier)
+            .set_session(session.map(str::to_string))
+            .challenge_responses("USERNAME", user_id)
+            .challenge_responses("PASSWORD_CLAIM_SECRET_BLOCK", password_claim_secret_block)
+            .challenge_responses("PASSWORD_CLAIM_SIGNATURE", password_claim_signature)
+            .challenge_responses("TIMESTAMP", timestamp)
+            .send()
+            .await
+            .map_err(cognito_error("RespondToAuthChallenge PASSWORD_VERIFIER"))
+    }
+
+    /// PUTs `selfie` to the challenge's presigned URL.
+    pub async fn upload(&self, challenge: &FaceChallenge, selfie: Bytes) -> Result<(), AppError> {
+        self.http.put_presigned(&challenge.url, selfie).await?;
+        Ok(())
+    }
+
+    /// Answers `challenge` with `answer` (normally its own key). A refusal that ends the
+    /// sign-in is Cognito's `NotAuthorizedException`, as an [`AppError::Cognito`].
+    pub async fn answer(
+        &self,
+        challenge: &FaceChallenge,
+        answer: &str,
+    ) -> Result<Answered, AppError> {
+        let call = "RespondToAuthChallenge CUSTOM_CHALLENGE";
+        let answered = self
+            .cognito
+            .respond_to_auth_challenge()
+            .client_id(&self.pool.client_id)
+            .challenge_name(ChallengeNameType::CustomChallenge)
+            .session(&challenge.session)
+            .challenge_responses("USERNAME", &challenge.username)
+            .challenge_responses("ANSWER", answer)
+            .send()
+            .await
+            .map_err(cognito_error(call))?;
+        if let Some(result) = answered.authentication_result() {
+            return Ok(Answered::SignedIn(tokens(Some(result), call)?));
+        }
+        Ok(Answered::TryAgain(face_challenge(
+            &challenge.username,
+            answered.challenge_name(),
+            answered.challenge_parameters(),
+            answered.session(),
+            call,
+        )?))
+    }
+
+    /// The whole face sign-in with one selfie: start, upload, answer with the key.
+    pub async fn sign_in_with_face(
+        &self,
+        username: &str,
+        selfie: Bytes,
+    ) -> Result<Answered, AppError> {
+        let challenge = self.start_face_sign_in(username).await?;
+        self.upload(&challenge, selfie).await?;
+        self.answer(&challenge, &challenge.key).await
+    }
+}
+
+fn tokens(
+    result: Option<&aws_sdk_cognitoidentityprovider::types::AuthenticationResultType>,
+    call: &'static str,
+) -> Result<Tokens, AppError> {
+    let missing = |what: &str| AppError::Unexpected {
+        call,
+        detail: format!("no {what} in the answer"),
+    };
+    let result = result.ok_or_else(|| missing("AuthenticationResult"))?;
+    Ok(Tokens {
+        access_token: result
+            .access_token()
+            .ok_or_else(|| missing("AccessToken"))?
+            .to_string(),
+        id_token: result.id_token().ok_or_else(|| missing("IdToken"))?.to_string(),
+        refresh_token: result.refresh_token().map(str::to_string),
+    })
+}
+
+fn face_challenge(
+    username: &str,
+    name: Option<&ChallengeNameType>,
+    parameters: Option<&HashMap<String, String>>,
+    session: Option<&str>,
+    call: &'static str,
+) -> Result<FaceChallenge, AppError> {
+    let unexpected = |detail: String| AppError::Unexpected { call, detail };
+    if name != Some(&ChallengeNameType::CustomChallenge) {
+        return Err(unexpected(format!("challenge {name:?}, expected CUSTOM_CHALLENGE")));
+    }
+    let parameters = parameters.cloned().unwrap_or_default();
+    let get = |key: &str| {
+        parameters
+            .get(key)
+            .cloned()
+            .ok_or_else(|| unexpected(format!("no {key} in the challenge parameters {parameters:?}")))
+    };
+    Ok(FaceChallenge {
+        username: username.to_string(),
+        session: session
+            .ok_or_else(|| unexpected("no session".into()))?
+            .to_string(),
+        url: get(public::URL)?,
+        key: get(public::KEY)?,
+        expiry: get(public::EXPIRY)?,
+        parameters: parameters.clone(),
+    })
+}
