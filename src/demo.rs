@@ -41,10 +41,10 @@ use facegate_shared::config::Topic;
 use facegate_shared::events::{AlertKind, AlertSubject, Notification, SecurityAlert};
 use facegate_shared::ids::{IdError, UploadId, UserId};
 use facegate_shared::objects::ImageExtension;
-use facegate_verifier::client::fresh_copy;
 use facegate_shared::report;
 use facegate_shared::stack::{Stack, StackArgs, StackError};
 use facegate_shared::user_pool::{LookupError, UserPool};
+use facegate_verifier::client::fresh_copy;
 use facegate_verifier::client::{ClientError, StatusCode, VerifierClient};
 use facegate_verifier::cognito_app::{Answered, AppError, CognitoApp};
 use serde_json::{Value, json};
@@ -120,7 +120,9 @@ pub enum DemoError {
     UserId(#[from] IdError),
     #[error("reaching the stack: {0} (is `facegate dev` running with the same FACEGATE_PREFIX?)")]
     Stack(#[from] StackError),
-    #[error("the stack's user pool: {0} (is `facegate dev` running with the same FACEGATE_PREFIX?)")]
+    #[error(
+        "the stack's user pool: {0} (is `facegate dev` running with the same FACEGATE_PREFIX?)"
+    )]
     UserPool(#[from] LookupError),
     // The problem is part of the message (not a `source`), so the one line says it all.
     #[error("step {number}/{total} ({title}) failed: {problem}", total = STEPS)]
@@ -160,7 +162,6 @@ fn aws(call: &'static str) -> impl FnOnce(&(dyn std::error::Error + 'static)) ->
 struct Photo {
     file: String,
     bytes: Vec<u8>,
-    extension: ImageExtension,
 }
 
 /// Who plays whom, and with which photos.
@@ -213,16 +214,17 @@ impl Cast {
                 ));
             }
         };
-        let read = |(file, path, extension): &(String, PathBuf, ImageExtension)| -> Result<Photo, DemoError> {
-            Ok(Photo {
-                file: file.clone(),
-                bytes: std::fs::read(path).map_err(|source| DemoError::Photo {
-                    path: path.clone(),
-                    source,
-                })?,
-                extension: *extension,
-            })
-        };
+        // Only JPEG and PNG photos are cast; the pipeline reads the format from the bytes.
+        let read =
+            |(file, path, _): &(String, PathBuf, ImageExtension)| -> Result<Photo, DemoError> {
+                Ok(Photo {
+                    file: file.clone(),
+                    bytes: std::fs::read(path).map_err(|source| DemoError::Photo {
+                        path: path.clone(),
+                        source,
+                    })?,
+                })
+            };
         let alice_photos = [
             read(&alice[0])?,
             read(&alice[1])?,
@@ -398,7 +400,9 @@ impl Demo {
                 .await;
             match deleted {
                 Ok(_) => println!("  deleted {user}'s account from the user pool"),
-                Err(e) if e.as_service_error().is_some_and(|e| e.is_user_not_found_exception()) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_user_not_found_exception()) => {}
                 Err(e) => return Err(aws("AdminDeleteUser")(&e)),
             }
         }
@@ -477,7 +481,11 @@ impl Demo {
             };
             println!("  Cognito  -> IdToken, AccessToken, RefreshToken: alice is signed in");
             let path = format!("/v1/registrations/{}", users.alice);
-            let answer = self.verifier.with_token(&tokens.access_token).get(&path).await?;
+            let answer = self
+                .verifier
+                .with_token(&tokens.access_token)
+                .get(&path)
+                .await?;
             println!("  GET {path} with her access token -> {}", answer.status);
             if answer.status != StatusCode::OK {
                 return Err(Problem::Unexpected(format!(
@@ -495,7 +503,10 @@ impl Demo {
             async {
                 let selfie = &self.cast.bob[1];
                 let mut challenge = self.app.start_face_sign_in(users.alice.as_str()).await?;
-                println!("  InitiateAuth CUSTOM_AUTH -> a one-time upload for {}", challenge.key);
+                println!(
+                    "  InitiateAuth CUSTOM_AUTH -> a one-time upload for {}",
+                    challenge.key
+                );
                 for attempt in 1..=3 {
                     self.app
                         .upload(&challenge, fresh_copy(&selfie.bytes))
@@ -507,8 +518,13 @@ impl Demo {
                             println!("wrong answer, another challenge");
                             challenge = next;
                         }
-                        Err(e) if attempt == 3 && e.cognito_code() == Some("NotAuthorizedException") => {
-                            println!("NotAuthorizedException: three wrong answers end this sign-in");
+                        Err(e)
+                            if attempt == 3
+                                && e.cognito_code() == Some("NotAuthorizedException") =>
+                        {
+                            println!(
+                                "NotAuthorizedException: three wrong answers end this sign-in"
+                            );
                         }
                         Ok(Answered::SignedIn(_)) => {
                             return Err(Problem::Unexpected(format!(
@@ -595,7 +611,11 @@ impl Demo {
             .await?;
         println!(
             "  {user}: SignUp ({}) and a password sign-in (SRP) -> an access token",
-            if confirmed { "confirmed by the PreSignUp trigger" } else { "unconfirmed" }
+            if confirmed {
+                "confirmed by the PreSignUp trigger"
+            } else {
+                "unconfirmed"
+            }
         );
         let answer = self
             .verifier
@@ -615,7 +635,8 @@ impl Demo {
                 answer.status, answer.body
             )));
         };
-        let upload_id = UploadId::parse(upload_id).map_err(|e| Problem::Unexpected(e.to_string()))?;
+        let upload_id =
+            UploadId::parse(upload_id).map_err(|e| Problem::Unexpected(e.to_string()))?;
         self.verifier
             .put_presigned(url, Bytes::from(photo.bytes.clone()))
             .await?;

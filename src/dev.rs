@@ -157,7 +157,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .aws
             .endpoint(facegate_shared::aws::Service::Cognito)
             .unwrap_or_else(|| format!("https://cognito-idp.{}.amazonaws.com", pool.region()));
-        println!("  Cognito user pool               {}  (endpoint {cognito})", pool.id);
+        println!(
+            "  Cognito user pool               {}  (endpoint {cognito})",
+            pool.id
+        );
         println!("  Cognito app client id           {}", pool.client_id);
     }
     println!(

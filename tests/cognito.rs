@@ -66,7 +66,10 @@ async fn a_person_signs_up_registers_with_their_token_and_signs_in_with_their_fa
     let mine = password.access_token.as_str();
 
     // Register my face with my own token: the URL is for my folder only.
-    let (status, upload) = env.http.post_json("/v1/registrations", Some(mine), &json!({})).await;
+    let (status, upload) = env
+        .http
+        .post_json("/v1/registrations", Some(mine), &json!({}))
+        .await;
     assert_eq!(status, 201, "{upload}");
     let key = upload["key"].as_str().unwrap();
     assert!(key.starts_with("registrations/alice/"), "{key}");
@@ -74,15 +77,35 @@ async fn a_person_signs_up_registers_with_their_token_and_signs_in_with_their_fa
         .http
         .post_json("/v1/registrations", Some(mine), &json!({"user_id": "bob"}))
         .await;
-    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (403, Some("forbidden")));
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
     let url = upload["url"].as_str().unwrap();
     assert_eq!(env.http.put(url, fixture("obama_1.jpg")).await, 200);
-    let state = eventually("alice's registration to become ACTIVE", Duration::from_secs(60), || async {
-        let (status, body) = env.http.send("GET", "/v1/registrations/alice", Some(mine), "application/json", vec![]).await;
-        let state = body["registrations"][0]["state"].as_str().map(str::to_string);
-        (status == 200 && state.as_deref() != Some("PENDING") && state.as_deref() != Some("INDEXED"))
+    let state = eventually(
+        "alice's registration to become ACTIVE",
+        Duration::from_secs(60),
+        || async {
+            let (status, body) = env
+                .http
+                .send(
+                    "GET",
+                    "/v1/registrations/alice",
+                    Some(mine),
+                    "application/json",
+                    vec![],
+                )
+                .await;
+            let state = body["registrations"][0]["state"]
+                .as_str()
+                .map(str::to_string);
+            (status == 200
+                && state.as_deref() != Some("PENDING")
+                && state.as_deref() != Some("INDEXED"))
             .then_some(state)
-    })
+        },
+    )
     .await;
     assert_eq!(state.as_deref(), Some("ACTIVE"));
 
@@ -90,8 +113,16 @@ async fn a_person_signs_up_registers_with_their_token_and_signs_in_with_their_fa
     let challenge = stack.app.start_face_sign_in("alice").await.unwrap();
     let mut names: Vec<&String> = challenge.parameters.keys().collect();
     names.sort();
-    assert_eq!(names, ["expiry", "key", "url"], "nothing else reaches the client");
-    stack.app.upload(&challenge, selfie("obama_2.jpg")).await.unwrap();
+    assert_eq!(
+        names,
+        ["expiry", "key", "url"],
+        "nothing else reaches the client"
+    );
+    stack
+        .app
+        .upload(&challenge, selfie("obama_2.jpg"))
+        .await
+        .unwrap();
     let Answered::SignedIn(tokens) = stack.app.answer(&challenge, &challenge.key).await.unwrap()
     else {
         panic!("the genuine face was refused");
@@ -101,14 +132,25 @@ async fn a_person_signs_up_registers_with_their_token_and_signs_in_with_their_fa
     // The face's access token reaches alice's data, and only hers.
     let token = tokens.access_token.as_str();
     let get = |path: &'static str, token: String| async move {
-        env.http.send("GET", path, Some(&token), "application/json", vec![]).await
+        env.http
+            .send("GET", path, Some(&token), "application/json", vec![])
+            .await
     };
     assert_eq!(get("/v1/registrations/alice", token.into()).await.0, 200);
     let (status, body) = get("/v1/registrations/bob", token.into()).await;
-    assert_eq!((status.as_u16(), body["error"]["code"].as_str()), (403, Some("forbidden")));
+    assert_eq!(
+        (status.as_u16(), body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
     let (status, _) = env
         .http
-        .send("POST", "/cognito/define", Some(token), "application/json", b"{}".to_vec())
+        .send(
+            "POST",
+            "/cognito/define",
+            Some(token),
+            "application/json",
+            b"{}".to_vec(),
+        )
         .await;
     assert_eq!(status, 403, "a person's token cannot call the triggers");
 
@@ -120,20 +162,34 @@ async fn a_person_signs_up_registers_with_their_token_and_signs_in_with_their_fa
     };
     let claims: serde_json::Value = {
         use base64::Engine;
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap()
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(parts[1])
+                .unwrap(),
+        )
+        .unwrap()
     };
     let mut as_bob = claims.clone();
     as_bob["username"] = json!("bob");
     let tampered = format!("{}.{}.{}", parts[0], b64(as_bob), parts[2]);
-    let unsigned = format!("{}.{}.", b64(json!({"alg": "none", "typ": "JWT"})), parts[1]);
+    let unsigned = format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "typ": "JWT"})),
+        parts[1]
+    );
     let other = common::TestStack::new().await;
     other.provision().await;
-    let other_pool = facegate_shared::user_pool::UserPool::find(&other.clients.cognito, &other.names)
-        .await
-        .unwrap();
+    let other_pool =
+        facegate_shared::user_pool::UserPool::find(&other.clients.cognito, &other.names)
+            .await
+            .unwrap();
     let other_app = CognitoApp::new(other.clients.cognito.clone(), other_pool);
     other_app.sign_up("bob", PASSWORD).await.unwrap();
-    let foreign = other_app.password_sign_in("bob", PASSWORD).await.unwrap().access_token;
+    let foreign = other_app
+        .password_sign_in("bob", PASSWORD)
+        .await
+        .unwrap()
+        .access_token;
     for (what, bad) in [
         ("tampered", tampered),
         ("alg none", unsigned),
@@ -148,7 +204,13 @@ async fn a_person_signs_up_registers_with_their_token_and_signs_in_with_their_fa
     // Erase myself with my own token.
     let (status, body) = env
         .http
-        .send("DELETE", "/v1/users/alice", Some(token), "application/json", vec![])
+        .send(
+            "DELETE",
+            "/v1/users/alice",
+            Some(token),
+            "application/json",
+            vec![],
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(get("/v1/registrations/alice", token.into()).await.0, 404);
@@ -167,17 +229,33 @@ async fn another_face_three_times_gets_no_tokens_and_the_user_locked() {
     stack.person("bob", "biden_1.jpg").await;
 
     let first = stack.app.start_face_sign_in("bob").await.unwrap();
-    stack.app.upload(&first, selfie("obama_2.jpg")).await.unwrap();
+    stack
+        .app
+        .upload(&first, selfie("obama_2.jpg"))
+        .await
+        .unwrap();
     let Ok(Answered::TryAgain(second)) = stack.app.answer(&first, &first.key).await else {
         panic!("a wrong face is a wrong answer with tries left");
     };
-    stack.app.upload(&second, selfie("obama_3.jpg")).await.unwrap();
+    stack
+        .app
+        .upload(&second, selfie("obama_3.jpg"))
+        .await
+        .unwrap();
     let Ok(Answered::TryAgain(third)) = stack.app.answer(&second, &second.key).await else {
         panic!("a second wrong face still leaves a try");
     };
-    stack.app.upload(&third, selfie("obama_1.jpg")).await.unwrap();
+    stack
+        .app
+        .upload(&third, selfie("obama_1.jpg"))
+        .await
+        .unwrap();
     let ended = refused(stack.app.answer(&third, &third.key).await);
-    assert_eq!(ended.cognito_code(), Some("NotAuthorizedException"), "{ended}");
+    assert_eq!(
+        ended.cognito_code(),
+        Some("NotAuthorizedException"),
+        "{ended}"
+    );
 
     // The alerts worker counts the three failures and locks bob: even his own face is refused.
     eventually("bob to be locked", Duration::from_secs(30), || async {
@@ -213,7 +291,10 @@ async fn attacks_through_cognito_are_wrong_answers_with_their_reasons() {
     expected.push("wrong-answer");
 
     // A replayed key: a genuine sign-in's key, answered again in a new session.
-    let Answered::SignedIn(_) = app.sign_in_with_face("carol", selfie("obama_2.jpg")).await.unwrap()
+    let Answered::SignedIn(_) = app
+        .sign_in_with_face("carol", selfie("obama_2.jpg"))
+        .await
+        .unwrap()
     else {
         panic!("carol's own face signs her in");
     };
@@ -231,11 +312,15 @@ async fn attacks_through_cognito_are_wrong_answers_with_their_reasons() {
 
     // Two faces; not an image.
     let group = app.start_face_sign_in("carol").await.unwrap();
-    app.upload(&group, Bytes::from(two_faces_jpeg())).await.unwrap();
+    app.upload(&group, Bytes::from(two_faces_jpeg()))
+        .await
+        .unwrap();
     try_again(app.answer(&group, &group.key).await);
     expected.push("multiple-faces");
     let text = app.start_face_sign_in("carol").await.unwrap();
-    app.upload(&text, Bytes::from_static(b"<html>not a selfie</html>")).await.unwrap();
+    app.upload(&text, Bytes::from_static(b"<html>not a selfie</html>"))
+        .await
+        .unwrap();
     try_again(app.answer(&text, &text.key).await);
     expected.push("not-an-image");
 
@@ -246,10 +331,10 @@ async fn attacks_through_cognito_are_wrong_answers_with_their_reasons() {
         .await;
     let mut outcomes: Vec<String> = events
         .iter()
-        .filter(|n| n.message.user_id.as_str() == "carol")
-        .map(|n| match &n.message.outcome {
+        .filter(|n| n.event.user_id.as_str() == "carol")
+        .map(|n| match &n.event.outcome {
             AuthOutcome::Success => "success".to_string(),
-            AuthOutcome::Failure { .. } => serde_json::to_value(&n.message).unwrap()["reason"]
+            AuthOutcome::Failure { .. } => serde_json::to_value(&n.event).unwrap()["reason"]
                 .as_str()
                 .unwrap_or_default()
                 .to_string(),
@@ -268,19 +353,29 @@ async fn password_then_face_needs_the_password_before_the_face() {
 
     // The face alone is not enough under this policy.
     let alone = app.start_face_sign_in("erin").await.unwrap_err();
-    assert_eq!(alone.cognito_code(), Some("NotAuthorizedException"), "{alone}");
+    assert_eq!(
+        alone.cognito_code(),
+        Some("NotAuthorizedException"),
+        "{alone}"
+    );
     // A wrong password never reaches the face challenge.
     let wrong = app
         .start_password_and_face_sign_in("erin", "Wrong-horse-9")
         .await
         .unwrap_err();
-    assert_eq!(wrong.cognito_code(), Some("NotAuthorizedException"), "{wrong}");
+    assert_eq!(
+        wrong.cognito_code(),
+        Some("NotAuthorizedException"),
+        "{wrong}"
+    );
     // The password, then the face.
     let challenge = app
         .start_password_and_face_sign_in("erin", PASSWORD)
         .await
         .unwrap();
-    app.upload(&challenge, selfie("kit_harington_2.jpg")).await.unwrap();
+    app.upload(&challenge, selfie("kit_harington_2.jpg"))
+        .await
+        .unwrap();
     let Answered::SignedIn(tokens) = app.answer(&challenge, &challenge.key).await.unwrap() else {
         panic!("password and face sign erin in");
     };

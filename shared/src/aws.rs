@@ -230,9 +230,7 @@ impl AwsSettings {
         }
         aws_sdk_rekognition::Client::from_conf(b.build())
     }
-}
 
-/// The AWS clients of one process. Cloning is cheap (each client is an `Arc` inside).
     pub fn cognito(&self, sdk: &SdkConfig) -> aws_sdk_cognitoidentityprovider::Client {
         let mut b = aws_sdk_cognitoidentityprovider::config::Builder::from(sdk);
         if let Some(url) = self.endpoint(Service::Cognito) {
@@ -250,6 +248,7 @@ impl AwsSettings {
     }
 }
 
+/// The AWS clients of one process. Cloning is cheap (each client is an `Arc` inside).
 #[derive(Clone, Debug)]
 pub struct AwsClients {
     pub s3: aws_sdk_s3::Client,

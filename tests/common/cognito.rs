@@ -50,10 +50,11 @@ impl PoolStack {
     /// The claims of `token` if its signature verifies against the pool's published keys and
     /// it is this pool's token of kind `token_use` (checked here, not by facegate's code).
     pub async fn verified_claims(&self, token: &str, token_use: &str) -> Value {
-        let url = self.pool.jwks_url(Some(
-            &std::env::var("AWS_ENDPOINT_URL")
-                .unwrap_or_else(|_| facegate_shared::aws::LOCAL_STACK_URL.to_string()),
-        ));
+        let url = self
+            .pool
+            .jwks_url(Some(&std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(
+                |_| facegate_shared::aws::LOCAL_STACK_URL.to_string(),
+            )));
         let (status, body) = self.env.http.get_absolute(&url).await;
         assert_eq!(status, 200, "GET {url}");
         let keys: JwkSet = serde_json::from_value(body).expect("a JWKS");

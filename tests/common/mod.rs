@@ -6,8 +6,8 @@
 //! The emulator must be running (`scripts/stack.sh start`).
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
-pub mod pipeline;
 pub mod cognito;
+pub mod pipeline;
 pub mod signin;
 
 use std::process::Output;

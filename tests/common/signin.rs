@@ -497,7 +497,10 @@ impl Http {
             .await
             .expect("a body")
             .to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     /// A PUT of `body` to a presigned URL.

@@ -87,10 +87,9 @@ impl JwksUrl {
             .https_or_http()
             .enable_http1()
             .build();
-        let client = hyper_util::client::legacy::Client::builder(
-            hyper_util::rt::TokioExecutor::new(),
-        )
-        .build(https);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(https);
         Ok(Self { url, client })
     }
 }
@@ -208,22 +207,20 @@ impl AccessTokens {
             if let Some(jwk) = cache.keys.find(kid) {
                 return DecodingKey::from_jwk(jwk).map_err(|_| TokenError::UnknownKey(kid.into()));
             }
-            if cache
-                .fetched
-                .is_some_and(|at| at.elapsed() < REFETCH_AFTER)
-            {
+            if cache.fetched.is_some_and(|at| at.elapsed() < REFETCH_AFTER) {
                 return Err(TokenError::UnknownKey(kid.into()));
             }
         }
         let mut cache = self.inner.cache.write().await;
         // Another request may have refreshed the keys while this one waited for the lock.
         if cache.keys.find(kid).is_none()
-            && cache
-                .fetched
-                .is_none_or(|at| at.elapsed() >= REFETCH_AFTER)
+            && cache.fetched.is_none_or(|at| at.elapsed() >= REFETCH_AFTER)
         {
             let keys = self.inner.source.fetch().await?;
-            tracing::info!(keys = keys.keys.len(), "fetched the user pool's signing keys");
+            tracing::info!(
+                keys = keys.keys.len(),
+                "fetched the user pool's signing keys"
+            );
             *cache = Cached {
                 keys,
                 fetched: Some(Instant::now()),
@@ -243,7 +240,11 @@ fn unverified_issuer(token: &str) -> String {
     token
         .split('.')
         .nth(1)
-        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v.get("iss").and_then(|i| i.as_str()).map(str::to_string))
         .unwrap_or_default()
@@ -293,7 +294,11 @@ mod tests {
         })
     }
 
-    fn with(mut claims: serde_json::Value, key: &str, value: serde_json::Value) -> serde_json::Value {
+    fn with(
+        mut claims: serde_json::Value,
+        key: &str,
+        value: serde_json::Value,
+    ) -> serde_json::Value {
         claims[key] = value;
         claims
     }
@@ -321,7 +326,11 @@ mod tests {
                 sign(
                     1,
                     "test-key-1",
-                    with(claims(), "iss", json!("https://cognito-idp.us-east-1.amazonaws.com/other")),
+                    with(
+                        claims(),
+                        "iss",
+                        json!("https://cognito-idp.us-east-1.amazonaws.com/other"),
+                    ),
                 ),
                 TokenError::Issuer("https://cognito-idp.us-east-1.amazonaws.com/other".into()),
             ),
@@ -330,7 +339,11 @@ mod tests {
                 TokenError::NotAnAccessToken("id".into()),
             ),
             (
-                sign(1, "test-key-1", with(claims(), "client_id", json!("client-2"))),
+                sign(
+                    1,
+                    "test-key-1",
+                    with(claims(), "client_id", json!("client-2")),
+                ),
                 TokenError::Client,
             ),
             (

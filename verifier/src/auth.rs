@@ -60,7 +60,11 @@ fn bearer(header: Option<&[u8]>) -> Option<&[u8]> {
 }
 
 /// Every API route: an app token or a valid access token, or 401.
-pub async fn authenticate(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
+pub async fn authenticate(
+    State(guard): State<Guard>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let header = request.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
     let Some(given) = bearer(header) else {
         return VerifierError::Unauthorized.into_response();

@@ -118,9 +118,7 @@ pub async fn run(args: BenchCognitoArgs) -> Result<Vec<PathReport>, BenchError> 
     let direct = VerifierClient::new(running.url(), token.clone());
     let user = UserId::parse(format!("bench-{}", &token[..8])).map_err(setup)?;
     let password = format!("Bench-{token}-9");
-    app.sign_up(user.as_str(), &password)
-        .await
-        .map_err(setup)?;
+    app.sign_up(user.as_str(), &password).await.map_err(setup)?;
     register_active(&stack, &user, registration)
         .await
         .map_err(setup)?;
@@ -129,7 +127,9 @@ pub async fn run(args: BenchCognitoArgs) -> Result<Vec<PathReport>, BenchError> 
     for &concurrency in &args.bench_concurrency {
         let concurrency = concurrency.max(1);
         for path in ["direct", "cognito"] {
-            let report = level(path, concurrency, args.bench_requests, |_| {
+            let (app, direct, user, selfie) =
+                (app.clone(), direct.clone(), user.clone(), selfie.clone());
+            let report = level(path, concurrency, args.bench_requests, move |_| {
                 let (app, direct, user, selfie) =
                     (app.clone(), direct.clone(), user.clone(), selfie.clone());
                 async move {

@@ -46,9 +46,15 @@ impl AppError {
     }
 }
 
-fn cognito_error<E>(call: &'static str) -> impl Fn(aws_sdk_cognitoidentityprovider::error::SdkError<E>) -> AppError
+fn cognito_error<E>(
+    call: &'static str,
+) -> impl Fn(aws_sdk_cognitoidentityprovider::error::SdkError<E>) -> AppError
 where
-    E: aws_sdk_cognitoidentityprovider::error::ProvideErrorMetadata + std::fmt::Debug,
+    E: aws_sdk_cognitoidentityprovider::error::ProvideErrorMetadata
+        + std::error::Error
+        + Send
+        + Sync
+        + 'static,
 {
     move |e| {
         let (code, message) = match e.as_service_error() {
@@ -56,10 +62,7 @@ where
                 service.code().unwrap_or("Unknown").to_string(),
                 service.message().unwrap_or_default().to_string(),
             ),
-            None => (
-                "NoAnswer".to_string(),
-                facegate_shared::report::chain(&e),
-            ),
+            None => ("NoAnswer".to_string(), facegate_shared::report::chain(&e)),
         };
         AppError::Cognito {
             call,
@@ -139,7 +142,11 @@ impl CognitoApp {
         username: &str,
         password: &str,
     ) -> Result<Tokens, AppError> {
-        let srp = SrpClient::new(User::new(&self.pool.id, username, password), &self.pool.client_id, None);
+        let srp = SrpClient::new(
+            User::new(&self.pool.id, username, password),
+            &self.pool.client_id,
+            None,
+        );
         let UserAuthenticationParameters { a, .. } = srp.get_auth_parameters();
         let started = self
             .cognito
@@ -159,7 +166,10 @@ impl CognitoApp {
                 started.session(),
             )
             .await?;
-        tokens(answer.authentication_result(), "RespondToAuthChallenge PASSWORD_VERIFIER")
+        tokens(
+            answer.authentication_result(),
+            "RespondToAuthChallenge PASSWORD_VERIFIER",
+        )
     }
 
     /// Starts a face sign-in (`CUSTOM_AUTH`, face alone).
@@ -189,7 +199,11 @@ impl CognitoApp {
         username: &str,
         password: &str,
     ) -> Result<FaceChallenge, AppError> {
-        let srp = SrpClient::new(User::new(&self.pool.id, username, password), &self.pool.client_id, None);
+        let srp = SrpClient::new(
+            User::new(&self.pool.id, username, password),
+            &self.pool.client_id,
+            None,
+        );
         let UserAuthenticationParameters { a, .. } = srp.get_auth_parameters();
         let started = self
             .cognito
@@ -228,7 +242,7 @@ impl CognitoApp {
     ) -> Result<
         aws_sdk_cognitoidentityprovider::operation::respond_to_auth_challenge::RespondToAuthChallengeOutput,
         AppError,
-    > {
+    >{
         let call = "InitiateAuth (password)";
         if challenge != Some(&ChallengeNameType::PasswordVerifier) {
             return Err(AppError::Unexpected {
@@ -239,10 +253,12 @@ impl CognitoApp {
         let empty = HashMap::new();
         let p = parameters.unwrap_or(&empty);
         let get = |name: &str| {
-            p.get(name).map(String::as_str).ok_or_else(|| AppError::Unexpected {
-                call,
-                detail: format!("no {name} in the PASSWORD_VERIFIER parameters"),
-            })
+            p.get(name)
+                .map(String::as_str)
+                .ok_or_else(|| AppError::Unexpected {
+                    call,
+                    detail: format!("no {name} in the PASSWORD_VERIFIER parameters"),
+                })
         };
         let user_id = get("USER_ID_FOR_SRP")?;
         let VerificationParameters {
@@ -329,7 +345,10 @@ fn tokens(
             .access_token()
             .ok_or_else(|| missing("AccessToken"))?
             .to_string(),
-        id_token: result.id_token().ok_or_else(|| missing("IdToken"))?.to_string(),
+        id_token: result
+            .id_token()
+            .ok_or_else(|| missing("IdToken"))?
+            .to_string(),
         refresh_token: result.refresh_token().map(str::to_string),
     })
 }
@@ -343,14 +362,17 @@ fn face_challenge(
 ) -> Result<FaceChallenge, AppError> {
     let unexpected = |detail: String| AppError::Unexpected { call, detail };
     if name != Some(&ChallengeNameType::CustomChallenge) {
-        return Err(unexpected(format!("challenge {name:?}, expected CUSTOM_CHALLENGE")));
+        return Err(unexpected(format!(
+            "challenge {name:?}, expected CUSTOM_CHALLENGE"
+        )));
     }
     let parameters = parameters.cloned().unwrap_or_default();
     let get = |key: &str| {
-        parameters
-            .get(key)
-            .cloned()
-            .ok_or_else(|| unexpected(format!("no {key} in the challenge parameters {parameters:?}")))
+        parameters.get(key).cloned().ok_or_else(|| {
+            unexpected(format!(
+                "no {key} in the challenge parameters {parameters:?}"
+            ))
+        })
     };
     Ok(FaceChallenge {
         username: username.to_string(),

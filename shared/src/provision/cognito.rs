@@ -34,7 +34,9 @@ fn lambda_config(function_arn: &str) -> LambdaConfigType {
 fn trigger_drift(actual: Option<&LambdaConfigType>, function_arn: &str) -> Vec<&'static str> {
     let arn = Some(function_arn);
     let mut drift = Vec::new();
-    let config = actual.cloned().unwrap_or_else(|| LambdaConfigType::builder().build());
+    let config = actual
+        .cloned()
+        .unwrap_or_else(|| LambdaConfigType::builder().build());
     if config.define_auth_challenge() != arn {
         drift.push("DefineAuthChallenge");
     }
@@ -136,14 +138,13 @@ async fn ensure_client(
             .await
             .map_err(aws_error("CreateUserPoolClient", name))?;
         report.record("app client", name, Change::Created);
-        return created
-            .user_pool_client
-            .and_then(|c| c.client_id)
-            .ok_or(ProvisionError::Incomplete {
+        return created.user_pool_client.and_then(|c| c.client_id).ok_or(
+            ProvisionError::Incomplete {
                 call: "CreateUserPoolClient",
                 resource: name.into(),
                 what: "client id",
-            });
+            },
+        );
     };
     let described = cognito
         .describe_user_pool_client()

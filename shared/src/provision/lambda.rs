@@ -29,7 +29,9 @@ pub fn package(plan: &TriggerFunctionPlan) -> Result<Vec<u8>, ProvisionError> {
     // Single quotes keep any character of the path literal; a quote in it is closed, escaped
     // and reopened.
     let quoted = format!("'{}'", binary.replace('\'', r"'\''"));
-    let script = format!("#!/bin/sh\n# facegate's Cognito trigger function.\nexec {quoted} verifier --lambda\n");
+    let script = format!(
+        "#!/bin/sh\n# facegate's Cognito trigger function.\nexec {quoted} verifier --lambda\n"
+    );
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Stored)
@@ -132,7 +134,10 @@ pub(super) async fn ensure_function(
             keys.sort();
             changed.push(format!(
                 "environment: {}",
-                keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" ")
+                keys.iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ));
         }
         if timeout_differs {
@@ -170,7 +175,10 @@ mod tests {
     fn the_package_runs_the_binary_and_is_the_same_every_time() {
         let a = package(&plan("/opt/face gate/it's/facegate")).unwrap();
         assert_eq!(a, package(&plan("/opt/face gate/it's/facegate")).unwrap());
-        assert_ne!(code_sha256(&a), code_sha256(&package(&plan("/other")).unwrap()));
+        assert_ne!(
+            code_sha256(&a),
+            code_sha256(&package(&plan("/other")).unwrap())
+        );
         let mut zip = zip::ZipArchive::new(std::io::Cursor::new(a)).unwrap();
         let mut file = zip.by_name("bootstrap").unwrap();
         assert_eq!(file.unix_mode().map(|m| m & 0o777), Some(0o755));

@@ -108,7 +108,10 @@ pub fn trigger_environment(
         (Service::DynamoDb, "AWS_ENDPOINT_URL_DYNAMODB"),
         (Service::CloudWatch, "AWS_ENDPOINT_URL_CLOUDWATCH"),
         (Service::Rekognition, "AWS_ENDPOINT_URL_REKOGNITION"),
-        (Service::Cognito, "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER"),
+        (
+            Service::Cognito,
+            "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER",
+        ),
     ] {
         if let Some(url) = aws.endpoint(service) {
             env.insert(variable.into(), url);
@@ -376,13 +379,19 @@ mod tests {
         assert_eq!(env["FACEGATE_PREFIX"], "demo");
         assert_eq!(env["FACEGATE_VERIFY_THRESHOLD"], "98");
         assert_eq!(env["FACEGATE_SIGNIN_POLICY"], "password+face");
-        assert_eq!(env["AWS_ENDPOINT_URL_REKOGNITION"], crate::aws::LOCAL_ENGINE_URL);
+        assert_eq!(
+            env["AWS_ENDPOINT_URL_REKOGNITION"],
+            crate::aws::LOCAL_ENGINE_URL
+        );
         assert_eq!(
             env["AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER"],
             crate::aws::LOCAL_STACK_URL
         );
         for hidden in ["FACEGATE_VERIFIER_TOKEN", "FACEGATE_ENGINE_LISTEN", "HOME"] {
-            assert!(!env.contains_key(hidden), "{hidden} must not reach the function");
+            assert!(
+                !env.contains_key(hidden),
+                "{hidden} must not reach the function"
+            );
         }
     }
 }

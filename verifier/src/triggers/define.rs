@@ -82,7 +82,11 @@ pub fn next_step(
     {
         return Step::Fail("a non-custom challenge failed");
     }
-    let position = |wanted: &str| answers.iter().position(|a| name(a).as_deref() == Some(wanted));
+    let position = |wanted: &str| {
+        answers
+            .iter()
+            .position(|a| name(a).as_deref() == Some(wanted))
+    };
     let first_face = position(CUSTOM_CHALLENGE);
     if policy == SignInPolicy::PasswordAndFace {
         match (position(SRP_A), position(PASSWORD_VERIFIER)) {
@@ -142,7 +146,10 @@ mod tests {
     fn the_session_decides() {
         assert_eq!(next_step(&session(&[]), 3, FACE), CHALLENGE);
         assert_eq!(next_step(&session(&[true]), 3, FACE), Step::IssueTokens);
-        assert_eq!(next_step(&session(&[false, true]), 3, FACE), Step::IssueTokens);
+        assert_eq!(
+            next_step(&session(&[false, true]), 3, FACE),
+            Step::IssueTokens
+        );
         assert_eq!(next_step(&session(&[false, false]), 3, FACE), CHALLENGE);
         assert!(matches!(
             next_step(&session(&[false, false, false]), 3, FACE),
@@ -165,7 +172,10 @@ mod tests {
         let face = |ok| (CUSTOM_CHALLENGE, ok);
         // Plain CUSTOM_AUTH, no password: refused at once.
         assert!(matches!(next_step(&steps(&[]), 3, BOTH), Step::Fail(_)));
-        assert!(matches!(next_step(&steps(&[face(true)]), 3, BOTH), Step::Fail(_)));
+        assert!(matches!(
+            next_step(&steps(&[face(true)]), 3, BOTH),
+            Step::Fail(_)
+        ));
         // SRP_A: the password verifier comes next.
         assert_eq!(
             next_step(&steps(&[srp]), 3, BOTH),
