@@ -140,14 +140,21 @@ pub enum DemoError {
 pub enum Problem {
     #[error("the verifier: {0}")]
     Verifier(#[from] ClientError),
+    // Boxed: Cognito's errors are large, and every step's result carries a Problem.
     #[error("Cognito: {0}")]
-    Cognito(#[from] AppError),
+    Cognito(Box<AppError>),
     #[error("{call}: {detail}")]
     Aws { call: &'static str, detail: String },
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout { what: String, after: Duration },
     #[error("{0}")]
     Unexpected(String),
+}
+
+impl From<AppError> for Problem {
+    fn from(e: AppError) -> Self {
+        Problem::Cognito(Box::new(e))
+    }
 }
 
 fn aws(call: &'static str) -> impl FnOnce(&(dyn std::error::Error + 'static)) -> Problem {
