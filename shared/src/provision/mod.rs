@@ -276,7 +276,10 @@ pub async fn run(args: ProvisionArgs) -> Result<(), ProvisionError> {
         plan.prefix
     );
     if let Some(pool) = &report.user_pool {
-        println!("user pool id {}  app client id {}", pool.id, pool.client_id);
+        println!(
+            "provisioned user pool id {}  app client id {}",
+            pool.id, pool.client_id
+        );
     }
     tracing::info!(stack = %plan.prefix, created, updated, unchanged, "provisioned");
     Ok(())
