@@ -1,21 +1,47 @@
-//! Face detection with YuNet (2023mar), decoded exactly like OpenCV's `FaceDetectorYN`.
+//! Face detection with YuNet (2023mar), decoded exactly like OpenCV's `FaceDetectorYN`, at
+//! input sizes chosen from each photo.
 //!
-//! The model takes one fixed 640x640 BGR image (0-255 floats, planar). Any photo is
-//! letterboxed into it: scaled by one factor so its longer side fits, placed top-left and
-//! padded with black bottom and right (OpenCV pads bottom/right too). For each of three
-//! strides (8, 16, 32) the model scores every grid cell (`cls` and `obj`, combined as
-//! `sqrt(cls * obj)`) and regresses a box and five landmarks relative to the cell. Cells scoring
-//! at least [`SCORE_THRESHOLD`] become candidates; non-maximum suppression keeps the best of
-//! each overlapping group. Coordinates are then mapped back to the original photo's pixels.
+//! YuNet is fully convolutional: it runs at any input whose sides are multiples of 32 (the
+//! engine names those dimensions at load, see `model_edit`), and OpenCV sets the input to each
+//! image's size. One fixed 640x640 letterbox, as the engine used to do, misses two kinds of
+//! face: a face that fills a small photo is blown up past the detector's largest anchors (a
+//! 112x112 ID crop gave no face), and small faces in a large photo shrink below its smallest
+//! (a group photo lost two of six). So every photo is searched in two [`Pass`]es:
+//!
+//! 1. **fine**: scaled (never up) so that Rekognition's smallest face, 40x40 pixels in a
+//!    1920x1080 photo and proportionally more in larger ones ([`min_face_px`]), is still
+//!    [`MIN_FACE_INPUT_PX`] pixels for the detector: below that YuNet loses faces;
+//! 2. **coarse**: the whole photo shrunk to [`COARSE_SIDE`] pixels and framed by a black border
+//!    of [`COARSE_PAD`] of its side, where a face that fills the frame (a selfie taken too
+//!    close, an ID-photo crop) looks like a face in a scene. It costs about a millisecond.
+//!
+//! Each pass places the scaled photo inside its padding (black, like OpenCV's bottom/right
+//! padding) as planar B, G, R floats in 0-255. For each of three strides (8, 16, 32) the model
+//! scores every grid cell (`cls` and `obj`, combined as `sqrt(cls * obj)`) and regresses a box
+//! and five landmarks relative to the cell. Cells scoring at least [`SCORE_THRESHOLD`] become
+//! candidates, expressed in the photo's pixels; non-maximum suppression over the candidates of
+//! both passes keeps the best of each overlapping group.
 
 use image::RgbImage;
 use ort::session::Session;
 use ort::value::TensorRef;
 
-/// The detector's fixed input width and height.
-pub const INPUT_SIDE: usize = 640;
-/// OpenCV `FaceDetectorYN`'s default score threshold (and the OpenCV model zoo's demo value).
-pub const SCORE_THRESHOLD: f32 = 0.9;
+/// Input sides must be multiples of the largest stride.
+pub const INPUT_ALIGN: usize = 32;
+/// The score a cell needs to become a candidate. OpenCV's default is 0.9; at 0.9 YuNet misses
+/// real faces Rekognition reports (profiles, small faces, the 40-pixel faces of the tests),
+/// while 0.8, the value the OpenCV reference was measured with, finds them and reports no
+/// extra face on any labelled photo or clip frame.
+pub const SCORE_THRESHOLD: f32 = 0.8;
+/// Rekognition's smallest face: 40x40 pixels in a 1920x1080 photo.
+pub const MIN_FACE_PX: f32 = 40.0;
+/// The size at which the fine pass shows the smallest face to YuNet. Measured on 40-pixel
+/// faces in 1920x1080 frames: 20 loses half of them, 24 one in six, 26 none.
+pub const MIN_FACE_INPUT_PX: f32 = 26.0;
+/// The longer side of the coarse pass (before its border).
+pub const COARSE_SIDE: f32 = 160.0;
+/// The coarse pass's border on each side, as a fraction of its longer side.
+pub const COARSE_PAD: f32 = 0.25;
 /// OpenCV `FaceDetectorYN`'s default overlap above which the weaker of two boxes is dropped.
 pub const NMS_THRESHOLD: f32 = 0.3;
 /// OpenCV `FaceDetectorYN`'s default cap on candidates considered by NMS.
@@ -53,40 +79,47 @@ impl Detection {
             0.0
         }
     }
-
-    /// The same detection with every coordinate multiplied by (sx, sy).
-    fn scaled(&self, sx: f32, sy: f32) -> Detection {
-        let [x, y, w, h] = self.bbox;
-        Detection {
-            bbox: [x * sx, y * sy, w * sx, h * sy],
-            landmarks: self.landmarks.map(|[px, py]| [px * sx, py * sy]),
-            score: self.score,
-        }
-    }
 }
 
-/// How a photo was fitted into the detector's square input.
+/// Rekognition's minimum face size for a `width` x `height` photo: 40 pixels up to 1920x1080,
+/// proportionally more in larger photos.
+pub fn min_face_px(width: u32, height: u32) -> f32 {
+    let (long, short) = (width.max(height) as f32, width.min(height) as f32);
+    MIN_FACE_PX * (long / 1920.0).max(short / 1080.0).max(1.0)
+}
+
+/// One run of the detector over a photo: the photo scaled into the input, inside a border.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Letterbox {
-    /// Size of the scaled photo inside the 640x640 input (the rest is padding).
+pub struct Pass {
+    /// Size of the scaled photo inside the input.
     pub scaled_width: usize,
     pub scaled_height: usize,
+    /// Black border left and top (and at least as much right and bottom).
+    pub pad: usize,
+    /// The detector's input size: the scaled photo and its border, rounded up to
+    /// [`INPUT_ALIGN`].
+    pub input_width: usize,
+    pub input_height: usize,
     /// Original pixels per input pixel, per axis (the rounding of the scaled size makes them
     /// differ very slightly).
     pub to_original_x: f32,
     pub to_original_y: f32,
 }
 
-impl Letterbox {
-    /// Fit a `width` x `height` photo into the input, keeping its aspect ratio.
-    pub fn fit(width: u32, height: u32) -> Letterbox {
-        let side = INPUT_SIDE as f64;
-        let scale = (side / f64::from(width)).min(side / f64::from(height));
-        let scaled = |n: u32| ((f64::from(n) * scale).round() as usize).clamp(1, INPUT_SIDE);
+impl Pass {
+    /// A `width` x `height` photo scaled by `scale` (at most 1), with a border of `pad`.
+    pub fn new(width: u32, height: u32, scale: f32, pad: usize) -> Pass {
+        let scale = f64::from(scale.clamp(f32::MIN_POSITIVE, 1.0));
+        let scaled =
+            |n: u32| ((f64::from(n) * scale).round() as usize).clamp(1, (n as usize).max(1));
         let (scaled_width, scaled_height) = (scaled(width), scaled(height));
-        Letterbox {
+        let align = |n: usize| (n + 2 * pad).div_ceil(INPUT_ALIGN) * INPUT_ALIGN;
+        Pass {
             scaled_width,
             scaled_height,
+            pad,
+            input_width: align(scaled_width),
+            input_height: align(scaled_height),
             to_original_x: width as f32 / scaled_width as f32,
             to_original_y: height as f32 / scaled_height as f32,
         }
@@ -94,8 +127,29 @@ impl Letterbox {
 
     /// A detection in input pixels, expressed in the original photo's pixels.
     pub fn to_original(&self, detection: &Detection) -> Detection {
-        detection.scaled(self.to_original_x, self.to_original_y)
+        let pad = self.pad as f32;
+        let [x, y, w, h] = detection.bbox;
+        let (sx, sy) = (self.to_original_x, self.to_original_y);
+        Detection {
+            bbox: [(x - pad) * sx, (y - pad) * sy, w * sx, h * sy],
+            landmarks: detection
+                .landmarks
+                .map(|[px, py]| [(px - pad) * sx, (py - pad) * sy]),
+            score: detection.score,
+        }
     }
+}
+
+/// The passes that search a `width` x `height` photo: fine, then coarse.
+pub fn passes(width: u32, height: u32) -> [Pass; 2] {
+    let fine = (MIN_FACE_INPUT_PX / min_face_px(width, height)).min(1.0);
+    let long = width.max(height) as f32;
+    let coarse = (COARSE_SIDE / long).min(1.0);
+    let pad = (COARSE_PAD * long * coarse).round() as usize;
+    [
+        Pass::new(width, height, fine, 0),
+        Pass::new(width, height, coarse, pad),
+    ]
 }
 
 /// One bilinear tap along an axis: `out = src[i0] * (1 - w) + src[i1] * w`.
@@ -137,20 +191,22 @@ fn taps(src: usize, dst: usize) -> Vec<Tap> {
         .collect()
 }
 
-/// Build the detector's input: the photo resized (bilinear) into the top-left of a black
-/// 640x640 canvas, as planar B, G, R floats in 0-255.
-pub fn letterbox(image: &RgbImage) -> (Vec<f32>, Letterbox) {
+/// Fill `tensor` with the detector's input for `pass`: the photo resized (bilinear, rounded
+/// to 8 bits like OpenCV) inside its black border, as planar B, G, R floats in 0-255.
+/// `tensor` is reused between calls, so the hot path does not allocate.
+pub fn prepare(image: &RgbImage, pass: &Pass, tensor: &mut Vec<f32>) {
     let (width, height) = image.dimensions();
-    let fit = Letterbox::fit(width, height);
-    let plane = INPUT_SIDE * INPUT_SIDE;
-    let mut tensor = vec![0.0f32; 3 * plane];
-    let columns = taps(width as usize, fit.scaled_width);
-    let rows = taps(height as usize, fit.scaled_height);
+    let (input_width, plane) = (pass.input_width, pass.input_width * pass.input_height);
+    tensor.clear();
+    tensor.resize(3 * plane, 0.0);
+    let columns = taps(width as usize, pass.scaled_width);
+    let rows = taps(height as usize, pass.scaled_height);
     let raw = image.as_raw();
     let stride = width as usize * 3;
     for (y, row) in rows.iter().enumerate() {
         let top = &raw[row.i0 * stride..(row.i0 + 1) * stride];
         let bottom = &raw[row.i1 * stride..(row.i1 + 1) * stride];
+        let line = (y + pass.pad) * input_width + pass.pad;
         for (x, column) in columns.iter().enumerate() {
             for channel in 0..3 {
                 let at = |line: &[u8], i: usize| f32::from(line[i * 3 + channel]);
@@ -161,16 +217,17 @@ pub fn letterbox(image: &RgbImage) -> (Vec<f32>, Letterbox) {
                 // OpenCV resizes into 8-bit pixels before building the blob: round the same way.
                 let value = (upper + (lower - upper) * row.w).round();
                 // Planes are B, G, R: RGB channel 2 goes to plane 0.
-                tensor[(2 - channel) * plane + y * INPUT_SIDE + x] = value;
+                tensor[(2 - channel) * plane + line + x] = value;
             }
         }
     }
-    (tensor, fit)
 }
 
 /// The raw outputs of one stride: per grid cell, 1 cls, 1 obj, 4 bbox and 10 kps values.
 pub struct StrideOutput<'a> {
     pub stride: usize,
+    /// Grid columns: the input width / stride.
+    pub cols: usize,
     pub cls: &'a [f32],
     pub obj: &'a [f32],
     pub bbox: &'a [f32],
@@ -180,10 +237,9 @@ pub struct StrideOutput<'a> {
 /// Turn the grid predictions of one stride into candidate detections (input pixels), as
 /// OpenCV's `FaceDetectorYN::postProcess` does.
 pub fn decode_stride(output: &StrideOutput<'_>, candidates: &mut Vec<Detection>) {
-    let cols = INPUT_SIDE / output.stride;
-    let cells = cols * cols;
+    let cols = output.cols.max(1);
     let stride = output.stride as f32;
-    for index in 0..cells {
+    for index in 0..output.cls.len() {
         let (Some(&cls), Some(&obj)) = (output.cls.get(index), output.obj.get(index)) else {
             break;
         };
@@ -241,12 +297,43 @@ pub enum DetectError {
     MissingOutput(String),
 }
 
+thread_local! {
+    /// The input tensor of this thread's last detection, reused by the next.
+    static INPUT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Detect every face in `image`; coordinates in the image's pixels, best score first.
 pub fn detect(session: &mut Session, image: &RgbImage) -> Result<Vec<Detection>, DetectError> {
-    let (input, fit) = letterbox(image);
-    let tensor = TensorRef::from_array_view(([1usize, 3, INPUT_SIDE, INPUT_SIDE], &input[..]))?;
+    let (width, height) = image.dimensions();
+    let mut kept: Vec<Detection> = Vec::new();
+    for pass in passes(width, height) {
+        let mut found = Vec::new();
+        INPUT.with_borrow_mut(|input| run_pass(session, image, &pass, input, &mut found))?;
+        let found: Vec<Detection> = found.iter().map(|d| pass.to_original(d)).collect();
+        // The fine pass wins where both see a face: its landmarks are several times more
+        // precise, and alignment (hence the embedding) depends on them.
+        for detection in non_max_suppression(found, NMS_THRESHOLD, TOP_K) {
+            if kept.iter().all(|k| k.iou(&detection) <= NMS_THRESHOLD) {
+                kept.push(detection);
+            }
+        }
+    }
+    kept.sort_by(|a, b| b.score.total_cmp(&a.score));
+    Ok(kept)
+}
+
+/// One pass of the detector: candidates in input pixels.
+fn run_pass(
+    session: &mut Session,
+    image: &RgbImage,
+    pass: &Pass,
+    input: &mut Vec<f32>,
+    candidates: &mut Vec<Detection>,
+) -> Result<(), DetectError> {
+    prepare(image, pass, input);
+    let shape = [1usize, 3, pass.input_height, pass.input_width];
+    let tensor = TensorRef::from_array_view((shape, &input[..]))?;
     let outputs = session.run(ort::inputs![tensor])?;
-    let mut candidates = Vec::new();
     for stride in STRIDES {
         let get = |head: &str| -> Result<&[f32], DetectError> {
             let name = format!("{head}_{stride}");
@@ -257,17 +344,15 @@ pub fn detect(session: &mut Session, image: &RgbImage) -> Result<Vec<Detection>,
         };
         let output = StrideOutput {
             stride,
+            cols: pass.input_width / stride,
             cls: get("cls")?,
             obj: get("obj")?,
             bbox: get("bbox")?,
             kps: get("kps")?,
         };
-        decode_stride(&output, &mut candidates);
+        decode_stride(&output, candidates);
     }
-    Ok(non_max_suppression(candidates, NMS_THRESHOLD, TOP_K)
-        .iter()
-        .map(|detection| fit.to_original(detection))
-        .collect())
+    Ok(())
 }
 
 #[cfg(test)]
@@ -318,34 +403,58 @@ mod tests {
     }
 
     #[test]
-    fn letterbox_fits_the_longer_side_and_maps_back() {
-        let landscape = Letterbox::fit(1920, 1080);
+    fn the_fine_pass_keeps_the_smallest_face_visible_and_never_upscales() {
+        assert_eq!(min_face_px(640, 480), 40.0);
+        assert_eq!(min_face_px(1920, 1080), 40.0);
+        assert_eq!(min_face_px(3840, 2160), 80.0);
+        // A 1080x1080 photo: its short side is what exceeds 1080.
+        assert_eq!(min_face_px(2160, 2160), 80.0);
+        let [fine, _] = passes(1920, 1080);
+        assert_eq!((fine.scaled_width, fine.scaled_height), (1248, 702));
+        assert_eq!((fine.input_width, fine.input_height), (1248, 704));
+        let [fine, _] = passes(3840, 2160);
+        assert_eq!((fine.scaled_width, fine.scaled_height), (1248, 702));
+        // A small photo is shrunk only as far as the 40-pixel face allows, never enlarged.
+        let [fine, _] = passes(112, 112);
+        assert_eq!((fine.scaled_width, fine.input_width), (73, 96));
+        assert_eq!(Pass::new(100, 50, 3.0, 0).scaled_width, 100);
+    }
+
+    #[test]
+    fn the_coarse_pass_frames_the_whole_photo_and_maps_back() {
+        let [_, coarse] = passes(1920, 1080);
+        assert_eq!((coarse.scaled_width, coarse.scaled_height), (160, 90));
+        assert_eq!(coarse.pad, 40);
+        assert_eq!((coarse.input_width, coarse.input_height), (256, 192));
+        // Input pixel (40 + 10, 40 + 20) is photo pixel (120, 240).
+        let detection = boxed(50.0, 60.0, 16.0, 8.0, 0.95);
         assert_eq!(
-            (landscape.scaled_width, landscape.scaled_height),
-            (640, 360)
+            coarse.to_original(&detection).bbox,
+            [120.0, 240.0, 192.0, 96.0]
         );
-        assert_eq!(landscape.to_original_x, 3.0);
-        assert_eq!(landscape.to_original_y, 3.0);
-        let portrait = Letterbox::fit(300, 600);
-        assert_eq!((portrait.scaled_width, portrait.scaled_height), (320, 640));
-        // A point at input pixel (100, 200) is at (93.75, 187.5) in the 300x600 photo.
-        let detection = boxed(100.0, 200.0, 32.0, 64.0, 0.95);
+        let [_, small] = passes(112, 112);
         assert_eq!(
-            portrait.to_original(&detection).bbox,
-            [93.75, 187.5, 30.0, 60.0]
+            (small.scaled_width, small.pad, small.input_width),
+            (112, 28, 192)
         );
     }
 
     #[test]
-    fn letterbox_pads_with_black_and_swaps_to_bgr() {
+    fn prepare_pads_with_black_and_swaps_to_bgr() {
         let image = RgbImage::from_pixel(64, 32, image::Rgb([10, 20, 30]));
-        let (tensor, fit) = letterbox(&image);
-        assert_eq!((fit.scaled_width, fit.scaled_height), (640, 320));
-        let plane = INPUT_SIDE * INPUT_SIDE;
-        let at = |p: usize, x: usize, y: usize| tensor[p * plane + y * INPUT_SIDE + x];
-        assert_eq!((at(0, 5, 5), at(1, 5, 5), at(2, 5, 5)), (30.0, 20.0, 10.0));
-        assert_eq!((at(0, 639, 319), at(2, 639, 319)), (30.0, 10.0));
-        assert_eq!((at(0, 5, 320), at(1, 600, 639)), (0.0, 0.0));
+        let pass = Pass::new(64, 32, 1.0, 8);
+        assert_eq!((pass.input_width, pass.input_height), (96, 64));
+        let mut tensor = vec![7.0; 5];
+        prepare(&image, &pass, &mut tensor);
+        let plane = 96 * 64;
+        assert_eq!(tensor.len(), 3 * plane);
+        let at = |p: usize, x: usize, y: usize| tensor[p * plane + y * 96 + x];
+        assert_eq!((at(0, 8, 8), at(1, 8, 8), at(2, 8, 8)), (30.0, 20.0, 10.0));
+        assert_eq!((at(0, 71, 39), at(2, 71, 39)), (30.0, 10.0));
+        assert_eq!(
+            (at(0, 7, 8), at(0, 72, 8), at(1, 8, 40), at(2, 95, 63)),
+            (0.0, 0.0, 0.0, 0.0)
+        );
     }
 
     #[test]
@@ -378,6 +487,7 @@ mod tests {
         decode_stride(
             &StrideOutput {
                 stride: 32,
+                cols: 20,
                 cls: &cls,
                 obj: &obj,
                 bbox: &bbox,

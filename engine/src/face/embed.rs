@@ -4,6 +4,9 @@
 //! The input is the crop as planar R, G, B floats in 0-255 (OpenCV's `FaceRecognizerSF::feature`
 //! builds the same blob with `swapRB` from its BGR image). The output is L2-normalised here, so
 //! comparing two faces is one dot product: their cosine.
+//!
+//! The faces of one image go through the model together ([`embed_batch`]): one run of a batch
+//! costs less than a run per face (the weights are read once), which matters for group photos.
 
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -24,23 +27,79 @@ pub enum EmbedError {
 
 /// The SFace input blob for one aligned face.
 pub fn input_blob(face: &AlignedFace) -> Vec<f32> {
+    let mut blob = Vec::new();
+    fill_blob(face, &mut blob);
+    blob
+}
+
+/// Write the blob of `face` into `blob` (reused between calls: no allocation once sized).
+fn fill_blob(face: &AlignedFace, blob: &mut Vec<f32>) {
+    blob.clear();
+    append_blob(face, blob);
+}
+
+/// Append the blob of `face` to `blob` (the next item of a batch).
+fn append_blob(face: &AlignedFace, blob: &mut Vec<f32>) {
     let plane = ALIGNED_SIDE * ALIGNED_SIDE;
-    let mut blob = vec![0.0f32; 3 * plane];
+    let start = blob.len();
+    blob.resize(start + 3 * plane, 0.0);
+    let item = &mut blob[start..];
     for (i, rgb) in face.pixels.chunks_exact(3).enumerate() {
         for (channel, &value) in rgb.iter().enumerate() {
-            blob[channel * plane + i] = f32::from(value);
+            item[channel * plane + i] = f32::from(value);
         }
     }
-    blob
+}
+
+/// Faces per run at most: bounds the run's memory (about 2 MB of activations per face).
+pub const MAX_BATCH: usize = 16;
+
+thread_local! {
+    /// This thread's input blob, reused by its next embedding.
+    static BLOB: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Embed one aligned face.
 pub fn embed(session: &mut Session, face: &AlignedFace) -> Result<Embedding, EmbedError> {
-    let blob = input_blob(face);
-    let tensor = TensorRef::from_array_view(([1usize, 3, ALIGNED_SIDE, ALIGNED_SIDE], &blob[..]))?;
-    let outputs = session.run(ort::inputs![tensor])?;
-    let (_, values) = outputs[0].try_extract_tensor::<f32>()?;
-    Embedding::normalised(values)
+    BLOB.with_borrow_mut(|blob| {
+        fill_blob(face, blob);
+        let shape = [1usize, 3, ALIGNED_SIDE, ALIGNED_SIDE];
+        let tensor = TensorRef::from_array_view((shape, &blob[..]))?;
+        let outputs = session.run(ort::inputs![tensor])?;
+        let (_, values) = outputs[0].try_extract_tensor::<f32>()?;
+        Embedding::normalised(values)
+    })
+}
+
+/// Embed several aligned faces, [`MAX_BATCH`] per run; the embeddings in the faces' order.
+/// Needs the model's batch dimension named (see `model_edit`).
+pub fn embed_batch(
+    session: &mut Session,
+    faces: &[AlignedFace],
+) -> Result<Vec<Embedding>, EmbedError> {
+    if let [face] = faces {
+        return Ok(vec![embed(session, face)?]);
+    }
+    let mut embeddings = Vec::with_capacity(faces.len());
+    BLOB.with_borrow_mut(|blob| {
+        for chunk in faces.chunks(MAX_BATCH) {
+            blob.clear();
+            for face in chunk {
+                append_blob(face, blob);
+            }
+            let shape = [chunk.len(), 3, ALIGNED_SIDE, ALIGNED_SIDE];
+            let tensor = TensorRef::from_array_view((shape, &blob[..]))?;
+            let outputs = session.run(ort::inputs![tensor])?;
+            let (_, values) = outputs[0].try_extract_tensor::<f32>()?;
+            if values.len() != chunk.len() * EMBEDDING_DIM {
+                return Err(EmbedError::WrongLength(values.len()));
+            }
+            for vector in values.chunks_exact(EMBEDDING_DIM) {
+                embeddings.push(Embedding::normalised(vector)?);
+            }
+        }
+        Ok(embeddings)
+    })
 }
 
 impl Embedding {

@@ -22,6 +22,7 @@ pub mod decode;
 pub mod detect;
 pub mod embed;
 pub mod measure;
+pub mod model_edit;
 mod runtime;
 
 use std::path::PathBuf;
@@ -60,7 +61,7 @@ pub struct FaceModels {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StageTimings {
     pub decode: Duration,
-    /// Letterbox, YuNet, decoding its outputs and NMS.
+    /// Both detector passes (scaling, YuNet, decoding its outputs) and NMS.
     pub detect: Duration,
     pub align: Duration,
     pub embed: Duration,
@@ -170,6 +171,29 @@ impl FaceModels {
         let environment = runtime::environment(settings.ort_dylib_path.as_deref())?;
         let detector_bytes = runtime::read_checked(&settings.models_dir, &runtime::DETECTOR_FILE)?;
         let embedder_bytes = runtime::read_checked(&settings.models_dir, &runtime::EMBEDDER_FILE)?;
+        // Checked first, edited second: see `model_edit` for why each edit is needed.
+        let edit_failed = |file: &runtime::ModelFile, e: model_edit::EditError| ModelError::File {
+            path: settings.models_dir.join(file.name),
+            reason: e.to_string(),
+        };
+        let detector_bytes = model_edit::symbolic_dims(
+            &detector_bytes,
+            &[
+                model_edit::Rename {
+                    value: Some("input"),
+                    output: false,
+                    dims: &[(2, "height"), (3, "width")],
+                },
+                model_edit::Rename {
+                    value: None,
+                    output: true,
+                    dims: &[(1, "cells")],
+                },
+            ],
+        )
+        .map_err(|e| edit_failed(&runtime::DETECTOR_FILE, e))?;
+        // Not edited yet: without its weights listed as inputs SFace ran, but its embeddings
+        // moved (cosine 0.92-0.98 to OpenCV's, against > 0.99): see engine/README.md.
         let workers = settings.workers.max(1);
         let models = FaceModels {
             detector: runtime::SessionPool::new(
@@ -235,23 +259,30 @@ impl FaceModels {
         timings.detect = started.elapsed();
 
         let (width, height) = photo.dimensions();
+        let started = Instant::now();
+        let crops: Vec<align::AlignedFace> = detections
+            .iter()
+            .map(|detection| align::align(&photo, &detection.landmarks))
+            .collect();
+        timings.align = started.elapsed();
+
+        // Every face of the image with one session held.
+        let started = Instant::now();
+        let embeddings = if crops.is_empty() {
+            Vec::new()
+        } else {
+            let mut session = self.embedder.acquire();
+            embed::embed_batch(&mut session, &crops)
+                .map_err(|e| ImageError::Model(e.to_string()))?
+        };
+        timings.embed = started.elapsed();
+
+        let started = Instant::now();
         let mut faces = Vec::with_capacity(detections.len());
-        for detection in &detections {
-            let started = Instant::now();
-            let crop = align::align(&photo, &detection.landmarks);
-            timings.align += started.elapsed();
-
-            let started = Instant::now();
-            let embedding = {
-                let mut session = self.embedder.acquire();
-                embed::embed(&mut session, &crop).map_err(|e| ImageError::Model(e.to_string()))?
-            };
-            timings.embed += started.elapsed();
-
-            let started = Instant::now();
-            faces.push(Face::measured(detection, &crop, embedding, width, height));
-            timings.measure += started.elapsed();
+        for ((detection, crop), embedding) in detections.iter().zip(&crops).zip(embeddings) {
+            faces.push(Face::measured(detection, crop, embedding, width, height));
         }
+        timings.measure = started.elapsed();
         // Largest first (Rekognition's searches use the largest face).
         faces.sort_by(|a, b| b.bounding_box.area().total_cmp(&a.bounding_box.area()));
         Ok((
