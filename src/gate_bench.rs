@@ -4,8 +4,9 @@
 //! `aws-sdk-rekognition`, exactly as the indexer and the verifier call it), and then through the
 //! indexer's gate (with the configured `FACEGATE_INDEXER_*` bars) and the verifier's. Every
 //! labelled photo is a genuine, usable face, so every refusal of it or of a usable variant is a
-//! false refusal; the table names each one with its reason. Darkened and blurred variants are
-//! shown too, apart: a gate may rightly refuse them.
+//! false refusal; the table names each one with its reason. Darkened and blurred variants, and
+//! scaled ones whose face falls below the configured minimum size, are shown too but not
+//! counted: a gate may rightly refuse them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -163,7 +164,7 @@ impl fmt::Display for GateReport {
                 pitch,
                 roll,
                 row.reasons(),
-                if row.usable { "" } else { " (degraded)" }
+                if row.usable { "" } else { " (not counted: degraded or below the size)" }
             )?;
         }
         let (refused, total) = self.false_refusals();
@@ -304,8 +305,20 @@ async fn table(
         }
         report.rows.push(row);
         let decoded = variants::decode(&bytes).map_err(|e| photo_error(e.to_string()))?;
+        // The original face's smaller side, in pixels: a scaled variant whose face falls below
+        // the configured minimum is rightly refused `face-too-small`, so it is not counted as
+        // a usable upload (the table still shows it).
+        let side = largest_box.map(|b| {
+            let info = photo::inspect(&bytes).ok();
+            let (w, h) = info.map_or((0, 0), |i| (i.width, i.height));
+            (b.width * w as f32).min(b.height * h as f32)
+        });
         for change in variants::USABLE.iter().chain(&variants::DEGRADED) {
             let label = change.label();
+            let big_enough = match (change, side) {
+                (Change::Scale(f), Some(side)) => side * f >= settings.min_face_pixels,
+                _ => true,
+            };
             let variant = match (change, largest_box) {
                 (Change::Crop(_), None) => continue,
                 _ => variants::apply(&decoded, largest_box, *change)
@@ -317,7 +330,7 @@ async fn table(
                     settings,
                     &name,
                     &label,
-                    change.keeps_the_face_usable(),
+                    change.keeps_the_face_usable() && big_enough,
                     &variant,
                     &faces,
                 )

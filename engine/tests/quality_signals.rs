@@ -98,8 +98,9 @@ fn mirrored_png(bytes: &[u8]) -> Vec<u8> {
 /// two exactly symmetric (measure::symmetrize), so what is left is rounding.
 const MIRROR_BOUND: f32 = 0.5;
 /// The same through a JPEG re-encode (quality 95) of the mirror, as a user's upload would be:
-/// the compression noise moves the landmarks a little.
-const MIRROR_JPEG_BOUND: f32 = 3.0;
+/// the compression noise moves the landmarks a little (OpenCV's own pipeline: up to 3.7 degrees
+/// of yaw, on alex_lacamoire_1).
+const MIRROR_JPEG_BOUND: f32 = 5.0;
 
 #[test]
 fn pose_mirrors_on_every_labelled_photo() {

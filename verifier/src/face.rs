@@ -24,8 +24,10 @@ use crate::deadline::Deadline;
 use crate::service::Verifier;
 
 /// Detections below this confidence are not counted as faces (Rekognition reports faint
-/// candidates too).
-pub const MIN_FACE_CONFIDENCE: f32 = 90.0;
+/// candidates too). 85, as the indexer's default: midway (in the detector's score) between the
+/// highest non-face candidate measured and the lowest genuine face on any usable variant
+/// (engine/CALIBRATION.md, "Confidence").
+pub const MIN_FACE_CONFIDENCE: f32 = 85.0;
 /// Yaw or pitch beyond this many degrees is too far turned for a reliable match.
 pub const MAX_POSE_DEGREES: f32 = 45.0;
 /// How many matches to ask for: Rekognition's largest `MaxFaces`. Only faces at or above

@@ -19,12 +19,14 @@ pub struct IndexerSettings {
         default_value_t = 50.0
     )]
     pub min_face_pixels: f32,
-    /// A detection below this confidence (0-100) is not counted as a face.
+    /// A detection below this confidence (0-100) is not counted as a face. 85: midway (in the
+    /// detector's score) between the highest non-face candidate measured (confidence 11) and the
+    /// lowest genuine face on any usable variant (99.7); engine/CALIBRATION.md, "Confidence".
     #[arg(
         id = "indexer-min-confidence",
         long = "indexer-min-confidence",
         env = "FACEGATE_INDEXER_MIN_CONFIDENCE",
-        default_value_t = 90.0
+        default_value_t = 85.0
     )]
     pub min_confidence: f32,
     /// Largest head turn (yaw) or tilt (pitch), in degrees either way.
@@ -71,7 +73,7 @@ impl Default for IndexerSettings {
         Self {
             max_bytes: REKOGNITION_MAX_IMAGE_BYTES,
             min_face_pixels: 50.0,
-            min_confidence: 90.0,
+            min_confidence: 85.0,
             max_pose_degrees: 35.0,
             min_sharpness: 4.0,
             min_brightness: 20.0,
