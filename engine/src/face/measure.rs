@@ -576,7 +576,7 @@ mod tests {
         assert!(pose(&landmarks, W, H).pitch > 10.0);
         let mut landmarks = seen(0.0, 0.0, 0.0);
         landmarks[1][1] += 10.0;
-        assert!(pose(&landmarks, W, H).roll > 5.0);
+        assert!(pose(&landmarks, W, H).roll > 1.0);
     }
 
     #[test]
