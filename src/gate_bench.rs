@@ -164,7 +164,11 @@ impl fmt::Display for GateReport {
                 pitch,
                 roll,
                 row.reasons(),
-                if row.usable { "" } else { " (not counted: degraded or below the size)" }
+                if row.usable {
+                    ""
+                } else {
+                    " (not counted: degraded or below the size)"
+                }
             )?;
         }
         let (refused, total) = self.false_refusals();
