@@ -5,6 +5,7 @@ mod demo;
 mod dev;
 mod probe;
 mod soak;
+mod web;
 
 use std::path::PathBuf;
 

@@ -421,7 +421,9 @@ async function faceSignIn() {
   } catch (err) {
     stopCamera();
     say("");
-    if (err instanceof CognitoError && err.code === "NotAuthorizedException") {
+    const refused = err instanceof CognitoError &&
+      (err.code === "NotAuthorizedException" || err.code === "UserNotFoundException");
+    if (refused) {
       if (s.challenge && s.failures + 1 >= lockoutAfter()) {
         s.failures += 1;
         problem(`Sign-in refused: the face did not match ${s.failures} times. ` +
@@ -430,7 +432,7 @@ async function faceSignIn() {
       } else if (s.challenge) {
         problem("Sign-in refused: the face did not match. Start again to try once more.");
       } else {
-        problem(`${s.username} cannot sign in with a face right now: the account is locked after ` +
+        problem(`Face sign-in is not possible for ${s.username} right now: the account is locked after ` +
           "failed attempts, has no registered face yet, or does not exist.");
       }
     } else if (err instanceof CognitoError) {
