@@ -377,7 +377,10 @@ impl Browser {
         self.click("#erase").await;
         self.shot(&format!("{user}-erase-confirm")).await;
         self.click("#erase-yes").await;
-        self.wait_text("status", "Your data is erased", STEP_WITHIN).await;
+        let said = self
+            .wait_text("status", "Your data is erased", STEP_WITHIN)
+            .await;
+        assert!(said.contains("and the account is deleted"), "{said}");
         self.shot(&format!("{user}-erased")).await;
     }
 }

@@ -95,15 +95,20 @@ function cognitoProblem(err, what) {
 // --- The verifier's self-service routes (the person's own access token) -------------------
 
 async function verifier(method, path, body) {
-  const answer = await fetch(`${state.config.verifierUrl.replace(/\/$/, "")}${path}`, {
-    method,
-    headers: {
-      Authorization: `Bearer ${state.me.accessToken}`,
-      ...(body ? { "Content-Type": "application/json" } : {}),
-    },
-    body: body ? JSON.stringify(body) : undefined,
-    cache: "no-store",
-  });
+  let answer;
+  try {
+    answer = await fetch(`${state.config.verifierUrl.replace(/\/$/, "")}${path}`, {
+      method,
+      headers: {
+        Authorization: `Bearer ${state.me.accessToken}`,
+        ...(body ? { "Content-Type": "application/json" } : {}),
+      },
+      body: body ? JSON.stringify(body) : undefined,
+      cache: "no-store",
+    });
+  } catch {
+    throw new Error("the facegate service cannot be reached");
+  }
   const text = await answer.text();
   const json = text ? JSON.parse(text) : {};
   if (!answer.ok) {
@@ -116,11 +121,16 @@ async function verifier(method, path, body) {
 }
 
 async function upload(url, blob) {
-  const answer = await fetch(url, {
-    method: "PUT",
-    body: blob,
-    headers: { "Content-Type": "image/jpeg" },
-  });
+  let answer;
+  try {
+    answer = await fetch(url, {
+      method: "PUT",
+      body: blob,
+      headers: { "Content-Type": "image/jpeg" },
+    });
+  } catch {
+    throw new Error("the photo could not be sent: the storage service cannot be reached");
+  }
   if (!answer.ok) throw new Error(`the upload was refused (HTTP ${answer.status})`);
 }
 
@@ -517,6 +527,10 @@ function needFields(...ids) {
 
 async function afterPasswordSignIn(username, tokens) {
   state.me = { username, accessToken: tokens.accessToken };
+  // No password stays on the page once it has been used.
+  for (const id of ["signup-password", "password-password"]) $(id).value = "";
+  $("signup-box").open = false;
+  $("password-box").open = false;
   whoLine();
   show("account");
   say(`Signed in as ${username} with your password.`);
@@ -598,10 +612,17 @@ function wire() {
       say("Erasing your data…");
       await verifier("DELETE", `/v1/users/${encodeURIComponent(state.me.username)}`);
       const who = state.me.username;
+      // Then the account itself: the username is free again.
+      let account = "and the account is deleted";
+      try {
+        await state.pool.deleteUser(state.me.accessToken);
+      } catch (err) {
+        account = `but the account could not be deleted (${cognitoProblem(err, "Deleting it")})`;
+      }
       state.me = null;
       whoLine();
       show("start");
-      say(`Your data is erased: ${who} has no face, photos or sign-in history here any more.`, true);
+      say(`Your data is erased: ${who} has no face, photos or sign-in history here any more, ${account}.`, true);
     } catch (err) {
       say("");
       problem(`Your data could not be erased: ${err.message}. Try again.`);

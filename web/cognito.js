@@ -101,6 +101,11 @@ export class UserPool {
     });
   }
 
+  /** `DeleteUser`: the account itself, with its own access token. */
+  async deleteUser(accessToken) {
+    await this.call("DeleteUser", { AccessToken: accessToken });
+  }
+
   /** Starts a face sign-in (`CUSTOM_AUTH`): the first challenge. */
   async startFaceSignIn(username) {
     const answer = await this.call("InitiateAuth", {
