@@ -136,3 +136,36 @@ fn router(dir: &Path, config: PageConfig) -> Router {
             HeaderValue::from_static("nosniff"),
         ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_json_has_the_names_the_page_reads() {
+        let config = PageConfig {
+            region: "us-east-1".into(),
+            user_pool_id: "us-east-1_Ab".into(),
+            client_id: "c".into(),
+            cognito_endpoint: None,
+            verifier_url: "http://127.0.0.1:8080".into(),
+            max_answers: 3,
+            lockout: Lockout {
+                after_failures: 3,
+                seconds: 900,
+            },
+        };
+        let json = serde_json::to_value(&config).expect("serialises");
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "region": "us-east-1",
+                "userPoolId": "us-east-1_Ab",
+                "clientId": "c",
+                "verifierUrl": "http://127.0.0.1:8080",
+                "maxAnswers": 3,
+                "lockout": { "afterFailures": 3, "seconds": 900 },
+            })
+        );
+    }
+}
