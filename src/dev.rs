@@ -154,14 +154,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
     });
 
-    let cognito_endpoint = stack
-        .aws
-        .endpoint(facegate_shared::aws::Service::Cognito);
+    let cognito_endpoint = stack.aws.endpoint(facegate_shared::aws::Service::Cognito);
     let page = report.user_pool.as_ref().map(|pool| PageConfig {
         region: pool.region().to_string(),
         user_pool_id: pool.id.clone(),
         client_id: pool.client_id.clone(),
-        cognito_endpoint: cognito_endpoint.clone(),
+        cognito_endpoint,
         verifier_url: verifier_url.clone(),
         max_answers: args.verifier.max_answers,
         lockout: Lockout {

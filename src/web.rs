@@ -21,7 +21,11 @@ use tower_http::set_header::SetResponseHeaderLayer;
 #[derive(clap::Args, Clone, Debug)]
 pub struct WebSettings {
     /// Address of the sign-in page's server (port 0: any free port).
-    #[arg(long = "web-listen", env = "FACEGATE_WEB_LISTEN", default_value = "127.0.0.1:8081")]
+    #[arg(
+        long = "web-listen",
+        env = "FACEGATE_WEB_LISTEN",
+        default_value = "127.0.0.1:8081"
+    )]
     pub listen: SocketAddr,
     /// The page's static files (`web/` of the checkout).
     #[arg(long = "web-dir", env = "FACEGATE_WEB_DIR", default_value = "web")]
@@ -115,13 +119,7 @@ impl WebListener {
 fn router(dir: &Path, config: PageConfig) -> Router {
     let config_json = move || {
         let config = config.clone();
-        async move {
-            (
-                [(header::CACHE_CONTROL, "no-store")],
-                axum::Json(config),
-            )
-                .into_response()
-        }
+        async move { ([(header::CACHE_CONTROL, "no-store")], axum::Json(config)).into_response() }
     };
     Router::new()
         .route("/config.json", get(config_json))

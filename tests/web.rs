@@ -105,7 +105,10 @@ impl Driver {
             .await
             .is_err()
         {
-            assert!(Instant::now() < deadline, "chromedriver did not listen on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen on {port}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Self {
@@ -187,12 +190,19 @@ enum Camera<'a> {
 struct BrowserLog;
 
 impl WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
         base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
     }
 
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(r#"{"type":"browser"}"#.to_string()))
+        (
+            http::Method::POST,
+            Some(r#"{"type":"browser"}"#.to_string()),
+        )
     }
 }
 
@@ -226,8 +236,11 @@ struct Browser {
 impl Browser {
     async fn open(&self, url: &str) {
         self.client.goto(url).await.expect("the page opens");
-        self.wait_js("document.body.dataset.ready === 'true'", "the page to start")
-            .await;
+        self.wait_js(
+            "document.body.dataset.ready === 'true'",
+            "the page to start",
+        )
+        .await;
     }
 
     async fn wait_js(&self, condition: &str, what: &str) {
@@ -238,7 +251,11 @@ impl Browser {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("{}", self.failure(&format!("waited {STEP_WITHIN:?} for {what}")).await);
+                panic!(
+                    "{}",
+                    self.failure(&format!("waited {STEP_WITHIN:?} for {what}"))
+                        .await
+                );
             }
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
@@ -312,14 +329,21 @@ impl Browser {
     /// (the 400 of a refused sign-in, the 404 of "no registration yet") are the network's
     /// entries, expected here.
     async fn no_console_errors(&self) {
-        let entries = self.client.issue_cmd(BrowserLog).await.expect("the browser log");
+        let entries = self
+            .client
+            .issue_cmd(BrowserLog)
+            .await
+            .expect("the browser log");
         let errors: Vec<&Value> = entries
             .as_array()
             .into_iter()
             .flatten()
             .filter(|e| e["level"] == "SEVERE" && e["source"] != "network")
             .collect();
-        assert!(errors.is_empty(), "JavaScript errors in the console: {errors:#?}");
+        assert!(
+            errors.is_empty(),
+            "JavaScript errors in the console: {errors:#?}"
+        );
     }
 
     async fn close(self) {
@@ -345,8 +369,12 @@ impl Browser {
         self.fill("password-username", user).await;
         self.fill("password-password", PASSWORD).await;
         self.click("#password-signin").await;
-        self.wait_text("status", &format!("Signed in as {user} with your password"), STEP_WITHIN)
-            .await;
+        self.wait_text(
+            "status",
+            &format!("Signed in as {user} with your password"),
+            STEP_WITHIN,
+        )
+        .await;
     }
 
     async fn camera_ready(&self) {
@@ -400,7 +428,11 @@ fn y4m(photo: &DynamicImage, path: &Path) {
     let mut cr = vec![0u8; w * h / 4];
     let rgb = |px: usize, py: usize| {
         let p = frame.get_pixel(px as u32, py as u32).0;
-        (f32::from(p[0]) / 255.0, f32::from(p[1]) / 255.0, f32::from(p[2]) / 255.0)
+        (
+            f32::from(p[0]) / 255.0,
+            f32::from(p[1]) / 255.0,
+            f32::from(p[2]) / 255.0,
+        )
     };
     for py in 0..h {
         for px in 0..w {
@@ -508,7 +540,10 @@ impl Dev {
         let readyz = format!("127.0.0.1:{}", self.ops_port);
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!("facegate dev exited ({status}) before it was ready:\n{}", tail(&self.log));
+                panic!(
+                    "facegate dev exited ({status}) before it was ready:\n{}",
+                    tail(&self.log)
+                );
             }
             let printed = std::fs::read_to_string(&self.log).unwrap_or_default();
             if printed.contains("sign-in page (web/)") && ready(&readyz).await {
@@ -577,7 +612,10 @@ async fn a_person_signs_up_registers_and_signs_in_with_the_camera() {
 
     // Alice signs up and registers her face, the camera playing obama_1.
     let browser = driver
-        .browser(&camera_file(&cameras, "alice-1", &fixture("obama_1.jpg")), &shots)
+        .browser(
+            &camera_file(&cameras, "alice-1", &fixture("obama_1.jpg")),
+            &shots,
+        )
         .await;
     browser.open(&dev.web_url).await;
     browser.shot("start").await;
@@ -589,32 +627,45 @@ async fn a_person_signs_up_registers_and_signs_in_with_the_camera() {
 
     // She signs in with another photo of herself: the username comes from the token.
     let browser = driver
-        .browser(&camera_file(&cameras, "alice-2", &fixture("obama_2.jpg")), &shots)
+        .browser(
+            &camera_file(&cameras, "alice-2", &fixture("obama_2.jpg")),
+            &shots,
+        )
         .await;
     browser.open(&dev.web_url).await;
     browser.start_face_sign_in(&alice).await;
     browser.shot(&format!("{alice}-face-sign-in-camera")).await;
     browser.click("#capture").await;
-    let shown = browser.wait_text("signed-in-user", &alice, STEP_WITHIN).await;
+    let shown = browser
+        .wait_text("signed-in-user", &alice, STEP_WITHIN)
+        .await;
     assert_eq!(shown, alice, "the page shows who the token says");
     browser.shot(&format!("{alice}-signed-in")).await;
     browser.close().await;
 
     // Someone else's face (biden_1) is refused three times; the page says Alice is locked.
     let browser = driver
-        .browser(&camera_file(&cameras, "impostor", &fixture("biden_1.jpg")), &shots)
+        .browser(
+            &camera_file(&cameras, "impostor", &fixture("biden_1.jpg")),
+            &shots,
+        )
         .await;
     browser.open(&dev.web_url).await;
     browser.start_face_sign_in(&alice).await;
     browser.click("#capture").await;
-    browser.wait_text("problem", "2 tries left", STEP_WITHIN).await;
+    browser
+        .wait_text("problem", "2 tries left", STEP_WITHIN)
+        .await;
     browser.shot("impostor-refused-1").await;
     for (attempt, wanted) in [(2, "1 try left"), (3, "is now locked")] {
         browser.click("#retry").await;
         browser.camera_ready().await;
         browser.click("#capture").await;
         let said = browser.wait_text("problem", wanted, STEP_WITHIN).await;
-        assert!(!said.contains('%') && !said.to_lowercase().contains("score"), "{said}");
+        assert!(
+            !said.contains('%') && !said.to_lowercase().contains("score"),
+            "{said}"
+        );
         browser.shot(&format!("impostor-refused-{attempt}")).await;
     }
     // The lock is real: the failure-alert worker locks her, and a fresh sign-in is refused at
@@ -638,28 +689,45 @@ async fn a_person_signs_up_registers_and_signs_in_with_the_camera() {
     // Carol registers a photo of two faces: the page names the reason; then she erases her
     // data, and Alice (locked for face sign-in, not for her password) erases hers.
     let browser = driver
-        .browser(&camera_file(&cameras, "two-faces", &two_faces_jpeg()), &shots)
+        .browser(
+            &camera_file(&cameras, "two-faces", &two_faces_jpeg()),
+            &shots,
+        )
         .await;
     browser.open(&dev.web_url).await;
     browser.sign_up(&carol).await;
     browser.register_face(&carol).await;
     browser
-        .wait_text("problem", "More than one face is in the photo", ACTIVE_WITHIN)
+        .wait_text(
+            "problem",
+            "More than one face is in the photo",
+            ACTIVE_WITHIN,
+        )
         .await;
     browser.shot(&format!("{carol}-rejected-two-faces")).await;
     browser.click("#camera-cancel").await;
-    browser.wait_text("registration", "REJECTED", STEP_WITHIN).await;
+    browser
+        .wait_text("registration", "REJECTED", STEP_WITHIN)
+        .await;
     browser.shot(&format!("{carol}-account-rejected")).await;
     assert_eq!(registrations_status(&dev, &carol).await, StatusCode::OK);
     browser.erase(&carol).await;
-    assert_eq!(registrations_status(&dev, &carol).await, StatusCode::NOT_FOUND);
+    assert_eq!(
+        registrations_status(&dev, &carol).await,
+        StatusCode::NOT_FOUND
+    );
 
     assert_eq!(registrations_status(&dev, &alice).await, StatusCode::OK);
     browser.password_sign_in(&alice).await;
-    browser.wait_text("registration", "ACTIVE", STEP_WITHIN).await;
+    browser
+        .wait_text("registration", "ACTIVE", STEP_WITHIN)
+        .await;
     browser.shot(&format!("{alice}-account-active")).await;
     browser.erase(&alice).await;
-    assert_eq!(registrations_status(&dev, &alice).await, StatusCode::NOT_FOUND);
+    assert_eq!(
+        registrations_status(&dev, &alice).await,
+        StatusCode::NOT_FOUND
+    );
     browser.close().await;
 
     dev.stop().await;
@@ -673,7 +741,11 @@ async fn the_page_says_plainly_when_the_camera_is_refused_or_missing() {
     // the camera starts.
     let page = static_page(&workspace_root().join("web")).await;
     for (camera, name, wanted) in [
-        (Camera::Denied, "camera-refused", "Camera access was refused"),
+        (
+            Camera::Denied,
+            "camera-refused",
+            "Camera access was refused",
+        ),
         (Camera::Missing, "no-camera", "camera"),
     ] {
         let browser = driver.browser_with(camera, &shots).await;
@@ -767,7 +839,10 @@ async fn bench_face_sign_in_in_the_browser() {
     let cameras = dev.dir.join("cameras");
     std::fs::create_dir_all(&cameras).expect("the cameras folder");
     let browser = driver
-        .browser(&camera_file(&cameras, "reg", &fixture("obama_1.jpg")), &shots)
+        .browser(
+            &camera_file(&cameras, "reg", &fixture("obama_1.jpg")),
+            &shots,
+        )
         .await;
     browser.open(&dev.web_url).await;
     browser.sign_up(&user).await;
@@ -776,7 +851,10 @@ async fn bench_face_sign_in_in_the_browser() {
     browser.close().await;
 
     let browser = driver
-        .browser(&camera_file(&cameras, "signin", &fixture("obama_2.jpg")), &shots)
+        .browser(
+            &camera_file(&cameras, "signin", &fixture("obama_2.jpg")),
+            &shots,
+        )
         .await;
     let log_from = std::fs::metadata(&dev.log).map_or(0, |m| m.len() as usize);
     let runs = 20;
@@ -785,14 +863,19 @@ async fn bench_face_sign_in_in_the_browser() {
         browser.open(&dev.web_url).await;
         browser.start_face_sign_in(&user).await;
         browser.click("#capture").await;
-        browser.wait_text("signed-in-user", &user, STEP_WITHIN).await;
+        browser
+            .wait_text("signed-in-user", &user, STEP_WITHIN)
+            .await;
         let timings = browser
             .client
             .execute("return window.facegateTimings;", vec![])
             .await
             .expect("the page's timings");
         for (name, ms) in timings.as_object().expect("timings") {
-            parts.entry(name.clone()).or_default().push(ms.as_f64().unwrap_or(0.0));
+            parts
+                .entry(name.clone())
+                .or_default()
+                .push(ms.as_f64().unwrap_or(0.0));
         }
     }
     browser.close().await;

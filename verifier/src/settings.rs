@@ -237,7 +237,14 @@ mod tests {
         };
         assert!(with("http://127.0.0.1:8081").validate().is_ok());
         assert!(with("https://app.example.com").validate().is_ok());
-        for bad in ["*", "127.0.0.1:8081", "http://a/b", "http://", "ftp://a", "http://*.a"] {
+        for bad in [
+            "*",
+            "127.0.0.1:8081",
+            "http://a/b",
+            "http://",
+            "ftp://a",
+            "http://*.a",
+        ] {
             assert!(with(bad).validate().is_err(), "{bad} accepted");
         }
     }
