@@ -889,7 +889,7 @@ async fn bench_face_sign_in_in_the_browser() {
         .map(|((_, a), (_, b))| a + b)
         .collect();
     parts.insert("face work (engine, inside respond)".into(), face);
-    let p50 = |values: &mut Vec<f64>| {
+    let p50 = |values: &mut [f64]| {
         values.sort_by(f64::total_cmp);
         values[values.len() / 2]
     };
