@@ -142,29 +142,8 @@ impl CognitoApp {
         username: &str,
         password: &str,
     ) -> Result<Tokens, AppError> {
-        let srp = SrpClient::new(
-            User::new(&self.pool.id, username, password),
-            &self.pool.client_id,
-            None,
-        );
-        let UserAuthenticationParameters { a, .. } = srp.get_auth_parameters();
-        let started = self
-            .cognito
-            .initiate_auth()
-            .client_id(&self.pool.client_id)
-            .auth_flow(AuthFlowType::UserSrpAuth)
-            .auth_parameters("USERNAME", username)
-            .auth_parameters("SRP_A", a)
-            .send()
-            .await
-            .map_err(cognito_error("InitiateAuth USER_SRP_AUTH"))?;
         let answer = self
-            .answer_password_verifier(
-                &srp,
-                started.challenge_name(),
-                started.challenge_parameters(),
-                started.session(),
-            )
+            .prove_password(username, password, AuthFlowType::UserSrpAuth)
             .await?;
         tokens(
             answer.authentication_result(),
@@ -199,30 +178,8 @@ impl CognitoApp {
         username: &str,
         password: &str,
     ) -> Result<FaceChallenge, AppError> {
-        let srp = SrpClient::new(
-            User::new(&self.pool.id, username, password),
-            &self.pool.client_id,
-            None,
-        );
-        let UserAuthenticationParameters { a, .. } = srp.get_auth_parameters();
-        let started = self
-            .cognito
-            .initiate_auth()
-            .client_id(&self.pool.client_id)
-            .auth_flow(AuthFlowType::CustomAuth)
-            .auth_parameters("USERNAME", username)
-            .auth_parameters("SRP_A", a)
-            .auth_parameters("CHALLENGE_NAME", "SRP_A")
-            .send()
-            .await
-            .map_err(cognito_error("InitiateAuth CUSTOM_WITH_SRP"))?;
         let answer = self
-            .answer_password_verifier(
-                &srp,
-                started.challenge_name(),
-                started.challenge_parameters(),
-                started.session(),
-            )
+            .prove_password(username, password, AuthFlowType::CustomAuth)
             .await?;
         face_challenge(
             username,
@@ -231,6 +188,47 @@ impl CognitoApp {
             answer.session(),
             "RespondToAuthChallenge PASSWORD_VERIFIER",
         )
+    }
+
+    /// `InitiateAuth` with `SRP_A` (for `CUSTOM_AUTH`, as `CUSTOM_WITH_SRP`), then the answer
+    /// to Cognito's `PASSWORD_VERIFIER`: what comes after the password is proven.
+    async fn prove_password(
+        &self,
+        username: &str,
+        password: &str,
+        flow: AuthFlowType,
+    ) -> Result<
+        aws_sdk_cognitoidentityprovider::operation::respond_to_auth_challenge::RespondToAuthChallengeOutput,
+        AppError,
+    >{
+        let srp = SrpClient::new(
+            User::new(&self.pool.id, username, password),
+            &self.pool.client_id,
+            None,
+        );
+        let UserAuthenticationParameters { a, .. } = srp.get_auth_parameters();
+        let (call, with_srp) = match flow {
+            AuthFlowType::CustomAuth => ("InitiateAuth CUSTOM_WITH_SRP", true),
+            _ => ("InitiateAuth USER_SRP_AUTH", false),
+        };
+        let mut request = self
+            .cognito
+            .initiate_auth()
+            .client_id(&self.pool.client_id)
+            .auth_flow(flow)
+            .auth_parameters("USERNAME", username)
+            .auth_parameters("SRP_A", a);
+        if with_srp {
+            request = request.auth_parameters("CHALLENGE_NAME", "SRP_A");
+        }
+        let started = request.send().await.map_err(cognito_error(call))?;
+        self.answer_password_verifier(
+            &srp,
+            started.challenge_name(),
+            started.challenge_parameters(),
+            started.session(),
+        )
+        .await
     }
 
     async fn answer_password_verifier(
