@@ -83,7 +83,7 @@ enum Bench {
     /// A whole face sign-in through the stack's Cognito user pool and trigger Lambda, beside
     /// the same trigger calls played directly against the verifier: p50/p99 with 1 and 8
     /// clients, the Lambda hop's cost (needs a provisioned stack and `facegate engine`).
-    Cognito(facegate_verifier::bench_cognito::BenchCognitoArgs),
+    Cognito(facegate_verifier::bench::BenchArgs),
     /// Load and soak on the local stack: every role its own process, N registrations and M
     /// sign-ins (genuine and impostor) by concurrent clients, one worker SIGKILLed mid-run;
     /// throughput, p50/p99, peak RSS per role, and an audit of the end state (exit 1 if any

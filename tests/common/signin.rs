@@ -378,10 +378,16 @@ impl Http {
         let request = request
             .body(Full::new(Bytes::from(body)))
             .expect("a request");
+        self.exchange(request).await
+    }
+
+    /// Sends `request`; the status and the JSON body (Null if none), within 30 s.
+    async fn exchange(&self, request: hyper::Request<Full<Bytes>>) -> (StatusCode, Value) {
+        let url = request.uri().to_string();
         let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
             .await
-            .expect("the verifier answers within 30 s")
-            .expect("the verifier answers");
+            .unwrap_or_else(|_| panic!("{url} answers within 30 s"))
+            .unwrap_or_else(|e| panic!("{url} answers: {e}"));
         let status = response.status();
         let bytes = response
             .into_body()
@@ -389,8 +395,10 @@ impl Http {
             .await
             .expect("a body")
             .to_bytes();
-        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, value)
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     pub async fn post_json(
@@ -486,21 +494,7 @@ impl Http {
         let request = hyper::Request::get(url)
             .body(Full::new(Bytes::new()))
             .expect("a request");
-        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
-            .await
-            .expect("an answer within 30 s")
-            .expect("an answer");
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("a body")
-            .to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        self.exchange(request).await
     }
 
     /// A PUT of `body` to a presigned URL.
@@ -508,11 +502,7 @@ impl Http {
         let request = hyper::Request::put(url)
             .body(Full::new(Bytes::from(body)))
             .expect("a request");
-        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
-            .await
-            .expect("S3 answers within 30 s")
-            .expect("S3 answers");
-        response.status()
+        self.exchange(request).await.0
     }
 }
 

@@ -18,36 +18,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use facegate_shared::ids::UserId;
-use facegate_shared::rate_limit::{FaceServiceLimiter, FaceServiceSettings};
-use facegate_shared::stack::{Stack, StackArgs};
+use facegate_shared::rate_limit::FaceServiceLimiter;
+use facegate_shared::stack::Stack;
 use facegate_shared::user_pool::UserPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::bench::{BenchError, percentile, register_active};
+use crate::bench::{BenchArgs, BenchError, percentile, register_active};
 use crate::client::{DefineDecision, VerifierClient, fresh_copy};
 use crate::cognito_app::{Answered, CognitoApp};
 use crate::settings::VerifierSettings;
-
-/// `facegate bench cognito`.
-#[derive(clap::Args, Clone, Debug)]
-pub struct BenchCognitoArgs {
-    #[command(flatten)]
-    pub stack: StackArgs,
-    #[command(flatten)]
-    pub face: FaceServiceSettings,
-    /// Sign-ins per path and concurrency level.
-    #[arg(long, env = "FACEGATE_BENCH_REQUESTS", default_value_t = 40)]
-    pub bench_requests: usize,
-    /// Concurrent clients, one run each.
-    #[arg(long, value_delimiter = ',', default_value = "1,8")]
-    pub bench_concurrency: Vec<usize>,
-    /// The registered photo.
-    #[arg(long, default_value = "tests/fixtures/faces/obama_1.jpg")]
-    pub bench_registration_photo: PathBuf,
-    /// The selfie (the same person, another photo).
-    #[arg(long, default_value = "tests/fixtures/faces/obama_2.jpg")]
-    pub bench_selfie: PathBuf,
-}
 
 /// One path at one concurrency level.
 #[derive(Debug, Clone)]
@@ -65,7 +44,8 @@ fn setup(e: impl std::fmt::Display) -> BenchError {
     BenchError::Setup(e.to_string())
 }
 
-pub async fn main(args: BenchCognitoArgs) -> Result<(), BenchError> {
+/// Runs with the settings of `facegate bench verifier` (requests, concurrency, photos).
+pub async fn main(args: BenchArgs) -> Result<(), BenchError> {
     let reports = run(args).await?;
     println!("path     clients  sign-ins  signed in  p50 ms  p99 ms  sign-ins/s");
     for r in &reports {
@@ -91,7 +71,7 @@ pub async fn main(args: BenchCognitoArgs) -> Result<(), BenchError> {
     Ok(())
 }
 
-pub async fn run(args: BenchCognitoArgs) -> Result<Vec<PathReport>, BenchError> {
+pub async fn run(args: BenchArgs) -> Result<Vec<PathReport>, BenchError> {
     let read = |path: &PathBuf| {
         std::fs::read(path).map_err(|source| BenchError::Photo {
             path: path.clone(),
