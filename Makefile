@@ -13,7 +13,7 @@ CARGO ?= cargo
 # value (the verifier listens on 127.0.0.1); export FACEGATE_VERIFIER_TOKEN to choose another.
 FACEGATE_VERIFIER_TOKEN ?= facegate-local-dev-token
 
-.PHONY: help setup build dev demo test deploy-check stack-start stack-stop bench-engine bench-pipeline bench-verifier bench-cognito bench-soak calibrate
+.PHONY: help setup build dev demo test deploy-check stack-start stack-stop bench-engine bench-pipeline bench-verifier bench-cognito bench-soak bench-gate calibrate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -83,6 +83,9 @@ bench-soak: setup ## load and soak: every role its own process, 1000 registratio
 	ORT_DYLIB_PATH="$(ORT_LIB)" ./target/release/facegate bench soak || status=$$?; \
 	if [ $$started = 1 ]; then scripts/stack.sh stop; fi; \
 	exit $$status
+
+bench-gate: build ## the quality gates' refusal table: every labelled photo and its variants, each refusal's reason
+	ORT_DYLIB_PATH="$(ORT_LIB)" ./target/debug/facegate bench gate
 
 calibrate: build ## similarity of every labelled photo pair, and FMR/FNMR per threshold
 	ORT_DYLIB_PATH="$(ORT_LIB)" ./target/debug/facegate calibrate tests/fixtures/faces

@@ -31,9 +31,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODELS = ROOT / ".facegate" / "models"
 DETECTOR = MODELS / "face_detection_yunet_2023mar.onnx"
 EMBEDDER = MODELS / "face_recognition_sface_2021dec.onnx"
-# YuNet's fixed input side, and OpenCV's FaceDetectorYN defaults (the engine uses the same).
+# YuNet's fixed input side, the engine's score threshold (confidence 50 on its scale) and
+# OpenCV FaceDetectorYN's NMS defaults.
 SIDE = 640
-SCORE_THRESHOLD = 0.9
+SCORE_THRESHOLD = 0.8
 NMS_THRESHOLD = 0.3
 TOP_K = 5000
 

@@ -3,6 +3,7 @@
 
 mod demo;
 mod dev;
+mod gate_bench;
 mod probe;
 mod soak;
 
@@ -84,6 +85,11 @@ enum Bench {
     /// the same trigger calls played directly against the verifier: p50/p99 with 1 and 8
     /// clients, the Lambda hop's cost (needs a provisioned stack and `facegate engine`).
     Cognito(facegate_verifier::bench::BenchArgs),
+    /// The quality gates' refusals: every labelled photo and its simple variants (re-encoded,
+    /// mirrored, scaled, cropped, darkened, blurred) through the engine's DetectFaces and the
+    /// indexer's and verifier's gates, with each refusal's reason and the false refusal rate.
+    /// Starts its own engine in-process; needs no stack.
+    Gate(Box<gate_bench::GateBenchArgs>),
     /// Load and soak on the local stack: every role its own process, N registrations and M
     /// sign-ins (genuine and impostor) by concurrent clients, one worker SIGKILLed mid-run;
     /// throughput, p50/p99, peak RSS per role, and an audit of the end state (exit 1 if any
@@ -126,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
             facegate_verifier::erase::main(args).await?;
         }
         Command::Bench(Bench::Soak(args)) => soak::main(*args).await?,
+        Command::Bench(Bench::Gate(args)) => print!("{}", gate_bench::run(*args).await?),
         Command::Health { url } => probe::probe(&url).await?,
     }
     Ok(())

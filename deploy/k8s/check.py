@@ -13,7 +13,8 @@
 3. Cross-references the schemas cannot see: each ScaledObject scales a Deployment of the render
    and uses a TriggerAuthentication of the render; each Deployment's service account and
    ConfigMap exist; each pod runs non-root, read-only, without capabilities, with probes and
-   resources; the grace period leaves room for the worker's drain.
+   resources; the grace period leaves room for the worker's drain; a PodDisruptionBudget selects
+   every Deployment's pods (the engine's too, in the overlay that runs it).
 
 Usage: check.py <kubernetes version> <rendered.yaml>...
 """
@@ -97,6 +98,13 @@ def check_references(docs):
                     problems.append(f"{where}: TriggerAuthentication {ref} missing")
         if d["kind"] != "Deployment":
             continue
+        labels = d["spec"]["template"]["metadata"].get("labels", {})
+        budgets = [b for b in docs if b["kind"] == "PodDisruptionBudget"
+                   and b["metadata"].get("namespace") == ns
+                   and b["spec"].get("selector", {}).get("matchLabels")
+                   and b["spec"]["selector"]["matchLabels"].items() <= labels.items()]
+        if not budgets:
+            problems.append(f"{where}: no PodDisruptionBudget selects its pods")
         pod = d["spec"]["template"]["spec"]
         sa = pod.get("serviceAccountName")
         if not sa or not has("ServiceAccount", ns, sa):

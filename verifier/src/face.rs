@@ -15,7 +15,7 @@
 
 use aws_sdk_rekognition::error::ProvideErrorMetadata;
 use aws_sdk_rekognition::primitives::Blob;
-use aws_sdk_rekognition::types::{Attribute, Image, QualityFilter};
+use aws_sdk_rekognition::types::{Attribute, FaceDetail, Image, QualityFilter};
 use bytes::Bytes;
 use facegate_shared::events::AuthFailureReason;
 use facegate_shared::quality::QualityIssue;
@@ -24,10 +24,12 @@ use crate::deadline::Deadline;
 use crate::service::Verifier;
 
 /// Detections below this confidence are not counted as faces (Rekognition reports faint
-/// candidates too).
-const MIN_FACE_CONFIDENCE: f32 = 90.0;
+/// candidates too). 85, as the indexer's default: midway (in the detector's score) between the
+/// highest non-face candidate measured and the lowest genuine face on any usable variant
+/// (engine/CALIBRATION.md, "Confidence").
+pub const MIN_FACE_CONFIDENCE: f32 = 85.0;
 /// Yaw or pitch beyond this many degrees is too far turned for a reliable match.
-const MAX_POSE_DEGREES: f32 = 45.0;
+pub const MAX_POSE_DEGREES: f32 = 45.0;
 /// How many matches to ask for: Rekognition's largest `MaxFaces`. Only faces at or above
 /// [`REPORT_FLOOR`] count against it, so the user's face is pushed out only if thousands of
 /// other faces resemble the selfie that closely. (With 100 and no floor, a person registered
@@ -108,25 +110,31 @@ async fn quality_gate(
             return Err(AuthFailureReason::FaceServiceError);
         }
     };
-    let faces: Vec<_> = detected
-        .face_details()
+    check_selfie(detected.face_details()).map_err(AuthFailureReason::Quality)
+}
+
+/// The gate's decision on DetectFaces' answer for a selfie: exactly one face counted (at or
+/// above [`MIN_FACE_CONFIDENCE`]) and not turned beyond [`MAX_POSE_DEGREES`]. Pure, so the
+/// refusal table (`facegate bench gate`) applies exactly this to the engine's answers.
+pub fn check_selfie(faces: &[FaceDetail]) -> Result<(), QualityIssue> {
+    let faces: Vec<_> = faces
         .iter()
         .filter(|f| f.confidence().unwrap_or(0.0) >= MIN_FACE_CONFIDENCE)
         .collect();
     match faces.as_slice() {
-        [] => Err(AuthFailureReason::Quality(QualityIssue::NoFace)),
+        [] => Err(QualityIssue::NoFace),
         [face] => {
             let turned = face.pose().is_some_and(|p| {
                 p.yaw().unwrap_or(0.0).abs() > MAX_POSE_DEGREES
                     || p.pitch().unwrap_or(0.0).abs() > MAX_POSE_DEGREES
             });
             if turned {
-                Err(AuthFailureReason::Quality(QualityIssue::ExtremePose))
+                Err(QualityIssue::ExtremePose)
             } else {
                 Ok(())
             }
         }
-        _ => Err(AuthFailureReason::Quality(QualityIssue::MultipleFaces)),
+        _ => Err(QualityIssue::MultipleFaces),
     }
 }
 

@@ -14,8 +14,11 @@ use ort::value::TensorRef;
 
 /// The detector's fixed input width and height.
 pub const INPUT_SIDE: usize = 640;
-/// OpenCV `FaceDetectorYN`'s default score threshold (and the OpenCV model zoo's demo value).
-pub const SCORE_THRESHOLD: f32 = 0.9;
+/// Candidates scoring below this are dropped: the score that reads confidence 50 on
+/// Rekognition's scale (`measure::SCORE_AT_50`), so DetectFaces reports doubtful faces with a
+/// low confidence instead of hiding them. (OpenCV's default, 0.9, now reads 99: it hid every
+/// face below that, and a real face scoring 0.89 on one re-encode vanished.)
+pub const SCORE_THRESHOLD: f32 = 0.8;
 /// OpenCV `FaceDetectorYN`'s default overlap above which the weaker of two boxes is dropped.
 pub const NMS_THRESHOLD: f32 = 0.3;
 /// OpenCV `FaceDetectorYN`'s default cap on candidates considered by NMS.

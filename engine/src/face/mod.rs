@@ -7,10 +7,12 @@
 //!
 //! One image goes through these steps, each in its own module:
 //! 1. [`decode`]: JPEG/PNG bytes to an upright RGB image (EXIF orientation applied, size limits);
-//! 2. [`detect`]: YuNet finds every face, with five landmarks;
+//! 2. [`detect`]: YuNet finds every face, with five landmarks, on the photo and its mirror
+//!    (the two runs averaged by [`measure::symmetrize`]);
 //! 3. [`align`]: each face is warped onto the 112x112 ArcFace template;
 //! 4. [`embed`]: SFace turns the crop into a unit 128-d vector;
-//! 5. [`measure`]: pose from the landmarks, brightness and sharpness from the crop.
+//! 5. [`measure`]: pose fitted to the landmarks, confidence on Rekognition's scale, brightness
+//!    and sharpness from the crop.
 //!
 //! [`calibration`] maps cosines onto Rekognition's similarity scale and measures that mapping;
 //! [`bench`] times the stages against the OpenCV reference; [`runtime`] loads ONNX Runtime.
@@ -23,6 +25,7 @@ pub mod detect;
 pub mod embed;
 pub mod measure;
 mod runtime;
+pub mod variants;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -60,7 +63,8 @@ pub struct FaceModels {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StageTimings {
     pub decode: Duration,
-    /// Letterbox, YuNet, decoding its outputs and NMS.
+    /// Letterbox, YuNet, decoding its outputs and NMS, on the photo and (when it holds a
+    /// face) on its mirror.
     pub detect: Duration,
     pub align: Duration,
     pub embed: Duration,
@@ -89,7 +93,7 @@ pub struct ImageAnalysis {
 #[derive(Clone, Debug)]
 pub struct Face {
     pub bounding_box: BoundingBox,
-    /// Detector confidence, 0-100.
+    /// Detector confidence on Rekognition's 0-100 scale (`measure::confidence`).
     pub confidence: f32,
     /// eyeLeft, eyeRight, nose, mouthLeft, mouthRight (Rekognition's names and order).
     pub landmarks: [Landmark; 5],
@@ -228,9 +232,24 @@ impl FaceModels {
         timings.decode = started.elapsed();
 
         let started = Instant::now();
-        let detections = {
+        let (detections, first_run) = {
             let mut session = self.detector.acquire();
-            detect::detect(&mut session, &photo).map_err(|e| ImageError::Model(e.to_string()))?
+            let found = detect::detect(&mut session, &photo)
+                .map_err(|e| ImageError::Model(e.to_string()))?;
+            if found.is_empty() {
+                // Nothing to average: the mirror run could only add faces this run missed.
+                (found, Vec::new())
+            } else {
+                // YuNet's landmarks are not mirror-symmetric; averaging the photo's run with
+                // its mirror's makes pose, box and confidence mirror (measure::symmetrize).
+                let mirror = image::imageops::flip_horizontal(&photo);
+                let seen_mirrored = detect::detect(&mut session, &mirror)
+                    .map_err(|e| ImageError::Model(e.to_string()))?;
+                (
+                    measure::symmetrize(&found, &seen_mirrored, photo.width() as f32),
+                    found,
+                )
+            }
         };
         timings.detect = started.elapsed();
 
@@ -238,7 +257,14 @@ impl FaceModels {
         let mut faces = Vec::with_capacity(detections.len());
         for detection in &detections {
             let started = Instant::now();
-            let crop = align::align(&photo, &detection.landmarks);
+            // The crop is aligned on this run's own landmarks, as OpenCV's FaceRecognizerSF
+            // does: the embeddings (and so the similarity calibration) stay those of the
+            // reference pipeline; averaged landmarks moved them by up to 0.045 in cosine.
+            let own = first_run
+                .iter()
+                .max_by(|a, b| a.iou(detection).total_cmp(&b.iou(detection)))
+                .unwrap_or(detection);
+            let crop = align::align(&photo, &own.landmarks);
             timings.align += started.elapsed();
 
             let started = Instant::now();
@@ -284,11 +310,11 @@ impl Face {
                 width: box_width / w,
                 height: box_height / h,
             },
-            confidence: (detection.score * 100.0).clamp(0.0, 100.0),
+            confidence: measure::confidence(detection.score),
             landmarks: detection
                 .landmarks
                 .map(|[x, y]| Landmark { x: x / w, y: y / h }),
-            pose: measure::pose(&detection.landmarks),
+            pose: measure::pose(&detection.landmarks, width, height),
             quality: measure::quality(crop),
             embedding,
         }

@@ -25,8 +25,8 @@
 //! Refusals (REJECTED, FAILED) are permanent errors for the worker runtime: recorded where the
 //! user sees them, the message deleted, never retried.
 
-mod gate;
-mod photo;
+pub mod gate;
+pub mod photo;
 mod settings;
 
 pub use settings::{IndexerSettings, REKOGNITION_MAX_IMAGE_BYTES};

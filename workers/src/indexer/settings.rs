@@ -19,12 +19,14 @@ pub struct IndexerSettings {
         default_value_t = 50.0
     )]
     pub min_face_pixels: f32,
-    /// A detection below this confidence (0-100) is not counted as a face.
+    /// A detection below this confidence (0-100) is not counted as a face. 85: midway (in the
+    /// detector's score) between the highest non-face candidate measured (confidence 11) and the
+    /// lowest genuine face on any usable variant (99.7); engine/CALIBRATION.md, "Confidence".
     #[arg(
         id = "indexer-min-confidence",
         long = "indexer-min-confidence",
         env = "FACEGATE_INDEXER_MIN_CONFIDENCE",
-        default_value_t = 90.0
+        default_value_t = 85.0
     )]
     pub min_confidence: f32,
     /// Largest head turn (yaw) or tilt (pitch), in degrees either way.
@@ -71,12 +73,102 @@ impl Default for IndexerSettings {
         Self {
             max_bytes: REKOGNITION_MAX_IMAGE_BYTES,
             min_face_pixels: 50.0,
-            min_confidence: 90.0,
+            min_confidence: 85.0,
             max_pose_degrees: 35.0,
             min_sharpness: 4.0,
             min_brightness: 20.0,
             max_brightness: 95.0,
             dead_letter_sweep_secs: 60,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{Args, Command};
+
+    /// `default` of every `FACEGATE_INDEXER_*` setting as `--help` shows it.
+    fn defaults_in_help() -> Vec<(String, String)> {
+        let command = IndexerSettings::augment_args(Command::new("indexer"));
+        command
+            .get_arguments()
+            .filter_map(|arg| {
+                let env = arg.get_env()?.to_string_lossy().into_owned();
+                let default = arg
+                    .get_default_values()
+                    .first()?
+                    .to_string_lossy()
+                    .into_owned();
+                Some((env, default))
+            })
+            .collect()
+    }
+
+    /// A number of the document: `90`, `4.5`, or `5 MB` (MiB, as the limit is).
+    fn number(text: &str) -> Option<f64> {
+        let text = text.trim();
+        match text.strip_suffix(" MB") {
+            Some(mebibytes) => mebibytes.trim().parse::<f64>().ok().map(|m| m * 1048576.0),
+            None => text.parse().ok(),
+        }
+    }
+
+    #[test]
+    fn the_defaults_match_the_struct() {
+        let settings = IndexerSettings::default();
+        let help = defaults_in_help();
+        let value = |env: &str| {
+            help.iter()
+                .find(|(e, _)| e == env)
+                .and_then(|(_, d)| number(d))
+                .unwrap_or_else(|| panic!("{env} has no numeric default in --help"))
+        };
+        assert_eq!(
+            value("FACEGATE_INDEXER_MIN_FACE_PIXELS"),
+            f64::from(settings.min_face_pixels)
+        );
+        assert_eq!(
+            value("FACEGATE_INDEXER_MIN_CONFIDENCE"),
+            f64::from(settings.min_confidence)
+        );
+        assert_eq!(
+            value("FACEGATE_INDEXER_MAX_POSE_DEGREES"),
+            f64::from(settings.max_pose_degrees)
+        );
+        assert_eq!(
+            value("FACEGATE_INDEXER_MAX_BYTES"),
+            settings.max_bytes as f64
+        );
+    }
+
+    /// deploy/README.md lists the indexer's settings as `` `_NAME` (default) `` in one table row:
+    /// every one must be there, with the default `--help` shows (the document once said 80 for
+    /// the minimum face size while the binary used 50).
+    #[test]
+    fn deploy_readme_gives_the_defaults_of_help() {
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/README.md"),
+        )
+        .expect("deploy/README.md");
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with("| indexer |") && l.contains("FACEGATE_INDEXER_"))
+            .expect("the indexer's row in deploy/README.md");
+        let help = defaults_in_help();
+        assert!(help.len() >= 8, "{help:?}");
+        for (env, default) in &help {
+            let suffix = env.trim_start_matches("FACEGATE_INDEXER");
+            let at = row
+                .find(&format!("{suffix}` ("))
+                .unwrap_or_else(|| panic!("deploy/README.md does not give {env}'s default"));
+            let rest = &row[at + suffix.len() + 3..];
+            let documented = &rest[..rest.find(')').expect("closing parenthesis")];
+            assert_eq!(
+                number(documented),
+                number(default),
+                "deploy/README.md gives {env} the default {documented:?}, --help says {default:?}"
+            );
         }
     }
 }
