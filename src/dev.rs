@@ -20,6 +20,8 @@ use facegate_verifier::VerifierSettings;
 use facegate_workers::{DedupSettings, IndexerSettings, alerts::AlertsSettings};
 use tokio::task::JoinSet;
 
+use crate::web::{Lockout, PageConfig, WebError, WebListener, WebSettings};
+
 /// Settings of `facegate dev`: those of every role, each once.
 #[derive(clap::Args, Debug)]
 pub struct DevArgs {
@@ -51,6 +53,8 @@ pub struct DevArgs {
     pub alerts: AlertsSettings,
     #[command(flatten)]
     pub verifier: VerifierSettings,
+    #[command(flatten)]
+    pub web: WebSettings,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -114,7 +118,22 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         alerts_health,
         stop.clone(),
     ));
+    // The sign-in page's origin is the one the verifier allows for CORS. Without the page's
+    // files (a binary run outside the checkout) the rest still runs.
+    let web = match WebListener::bind(&args.web).await {
+        Ok(web) => Some(web),
+        Err(e @ WebError::MissingFiles(_)) => {
+            tracing::warn!(error = %e, "the sign-in page is not served");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut verifier_settings = args.verifier.clone();
+    if let Some(web) = &web {
+        verifier_settings
+            .cors_origin
+            .get_or_insert_with(|| web.origin());
+    }
     let generated_token = verifier_settings.token.is_none();
     let token = verifier_settings
         .token
@@ -134,6 +153,34 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             tracing::error!(error = %facegate_shared::report::chain(&e), "the verifier stopped");
         }
     });
+
+    let cognito_endpoint = stack.aws.endpoint(facegate_shared::aws::Service::Cognito);
+    let page = report.user_pool.as_ref().map(|pool| PageConfig {
+        region: pool.region().to_string(),
+        user_pool_id: pool.id.clone(),
+        client_id: pool.client_id.clone(),
+        cognito_endpoint,
+        verifier_url: verifier_url.clone(),
+        max_answers: args.verifier.max_answers,
+        lockout: Lockout {
+            after_failures: args.alerts.lockout_threshold,
+            seconds: args.alerts.lockout_secs,
+        },
+    });
+    let mut web_url = None;
+    if let (Some(page), Some(web)) = (page, web) {
+        web_url = Some(web.origin());
+        let web_task = web.serve(page, stop.clone());
+        roles.spawn(async move {
+            match web_task.await {
+                Ok(Err(e)) => tracing::error!(error = %e, "the sign-in page's server stopped"),
+                Err(e) => tracing::error!(error = %e, "the sign-in page's server panicked"),
+                Ok(Ok(())) => {}
+            }
+        });
+    } else if report.user_pool.is_none() {
+        tracing::warn!("no user pool was provisioned: the sign-in page is not served");
+    }
 
     let ops_settings = args.ops.clone();
     let ops_stop = stop.clone();
@@ -162,6 +209,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             pool.id
         );
         println!("  Cognito app client id           {}", pool.client_id);
+    }
+    if let Some(web_url) = &web_url {
+        println!("  sign-in page (web/)             {web_url}/");
     }
     println!(
         "  metrics / health                http://{}/metrics  /healthz  /readyz",

@@ -6,6 +6,7 @@ mod dev;
 mod gate_bench;
 mod probe;
 mod soak;
+mod web;
 
 use std::path::PathBuf;
 

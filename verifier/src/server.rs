@@ -14,6 +14,7 @@ use axum::routing::{delete, get, post};
 use facegate_shared::ops::{self, Health};
 use tower::ServiceBuilder;
 use tower::limit::ConcurrencyLimitLayer;
+use tower_http::cors::CorsLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
@@ -52,7 +53,8 @@ pub fn router(
         .with_state(verifier);
     // Erasure walks the collection and the bucket: it gets more time than a sign-in.
     let timeout = settings.deadline().max(Duration::from_secs(30)) + Duration::from_secs(1);
-    api.merge(ops::router(vec![health]))
+    let router = api
+        .merge(ops::router(vec![health]))
         .fallback(|| async { VerifierError::NotFound("route".into()) })
         .layer(
             ServiceBuilder::new()
@@ -67,7 +69,28 @@ pub fn router(
                 .layer(ConcurrencyLimitLayer::new(
                     settings.max_concurrent_requests.max(1),
                 )),
-        )
+        );
+    // Outermost, so that a preflight is answered before the token guard and every answer
+    // (errors too) carries the headers the page needs to read it.
+    match settings.cors_origin.as_deref().and_then(cors) {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
+}
+
+/// CORS for exactly one origin (the sign-in page): the methods and headers the self-service
+/// routes take, preflights cached for ten minutes. `None` if the origin is not a header value
+/// (settings validation refuses such an origin first).
+fn cors(origin: &str) -> Option<CorsLayer> {
+    use axum::http::{Method, header};
+    let origin = HeaderValue::from_str(origin).ok()?;
+    Some(
+        CorsLayer::new()
+            .allow_origin(origin)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// Errors produced by layers (timeout, body limit, unknown method) come without a body:

@@ -119,6 +119,11 @@ pub struct VerifierSettings {
     /// Where the pool's signing keys are [default: from the Cognito endpoint or the issuer].
     #[arg(long = "user-pool-jwks-url", env = "FACEGATE_USER_POOL_JWKS_URL")]
     pub user_pool_jwks_url: Option<String>,
+    /// The one web origin (`scheme://host[:port]`) whose pages may call the verifier from a
+    /// browser (CORS), such as the sign-in page `facegate dev` serves. Unset: no CORS headers,
+    /// so browsers refuse cross-origin calls.
+    #[arg(long = "verifier-cors-origin", env = "FACEGATE_VERIFIER_CORS_ORIGIN")]
+    pub cors_origin: Option<String>,
 }
 
 /// A setting out of range.
@@ -148,6 +153,7 @@ impl VerifierSettings {
             user_pool_id: None,
             user_pool_client_id: None,
             user_pool_jwks_url: None,
+            cors_origin: None,
         }
     }
 
@@ -180,6 +186,11 @@ impl VerifierSettings {
                 "set it together with FACEGATE_USER_POOL_CLIENT_ID, or neither",
             );
         }
+        if let Some(origin) = &self.cors_origin {
+            if let Err(problem) = check_origin(origin) {
+                return fail("FACEGATE_VERIFIER_CORS_ORIGIN", &problem);
+            }
+        }
         Ok(())
     }
 
@@ -197,5 +208,44 @@ impl VerifierSettings {
         usize::try_from(self.max_selfie_bytes)
             .unwrap_or(usize::MAX)
             .max(self.max_json_bytes)
+    }
+}
+
+/// An origin as browsers send it: `http` or `https`, a host, an optional port, nothing else.
+fn check_origin(origin: &str) -> Result<(), String> {
+    let rest = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .ok_or("must start with http:// or https://")?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', '*', ' ']) || !origin.is_ascii() {
+        return Err(format!(
+            "must be one origin such as http://127.0.0.1:8081 (no path, no wildcard), not {origin:?}"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cors_origin_is_one_exact_origin() {
+        let with = |origin: &str| VerifierSettings {
+            cors_origin: Some(origin.into()),
+            ..VerifierSettings::local("t")
+        };
+        assert!(with("http://127.0.0.1:8081").validate().is_ok());
+        assert!(with("https://app.example.com").validate().is_ok());
+        for bad in [
+            "*",
+            "127.0.0.1:8081",
+            "http://a/b",
+            "http://",
+            "ftp://a",
+            "http://*.a",
+        ] {
+            assert!(with(bad).validate().is_err(), "{bad} accepted");
+        }
     }
 }
