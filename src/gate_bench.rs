@@ -25,8 +25,6 @@ use facegate_workers::indexer::{gate, photo};
 /// A photo is "clear frontal" when its original reads within this many degrees of frontal in
 /// yaw and pitch: those must never be refused, on any variant.
 pub const FRONTAL_DEGREES: f32 = 15.0;
-/// A usable genuine face may be refused on at most this many of its variants.
-pub const MAX_REFUSED_VARIANTS: usize = 1;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct GateBenchArgs {
@@ -396,6 +394,9 @@ fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A usable genuine face may be refused on at most this many of its variants.
+    const MAX_REFUSED_VARIANTS: usize = 1;
 
     fn workspace_root() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()

@@ -130,6 +130,12 @@ impl Driver {
             "--disable-dev-shm-usage".into(),
             "--disable-gpu".into(),
             "--window-size=500,900".into(),
+            // This machine's network is closed: without these Chromium dials out at every start.
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
         ];
         match camera {
             Camera::File(file) => args.extend([

@@ -281,12 +281,6 @@ fn yaw_follows_a_real_head_turn() {
     );
 }
 
-/// Confidence of the largest detection, or None.
-fn best_confidence(bytes: &[u8]) -> Option<f32> {
-    let analysis = models().analyze(bytes).expect("analyses");
-    analysis.faces.iter().map(|f| f.confidence).reduce(f32::max)
-}
-
 #[test]
 fn confidence_is_on_rekognitions_scale() {
     let mut usable = Vec::new();
