@@ -186,10 +186,10 @@ impl VerifierSettings {
                 "set it together with FACEGATE_USER_POOL_CLIENT_ID, or neither",
             );
         }
-        if let Some(origin) = &self.cors_origin {
-            if let Err(problem) = check_origin(origin) {
-                return fail("FACEGATE_VERIFIER_CORS_ORIGIN", &problem);
-            }
+        if let Some(origin) = &self.cors_origin
+            && let Err(problem) = check_origin(origin)
+        {
+            return fail("FACEGATE_VERIFIER_CORS_ORIGIN", &problem);
         }
         Ok(())
     }

@@ -313,8 +313,9 @@ fn solve6(mut a: [[f64; 6]; 6], mut b: [f64; 6]) -> Option<[f64; 6]> {
         b.swap(col, pivot);
         for row in col + 1..6 {
             let factor = a[row][col] / a[col][col];
-            for k in col..6 {
-                a[row][k] -= factor * a[col][k];
+            let (above, below) = a.split_at_mut(row);
+            for (x, p) in below[0][col..].iter_mut().zip(&above[col][col..]) {
+                *x -= factor * p;
             }
             b[row] -= factor * b[col];
         }
