@@ -22,13 +22,21 @@ use tower_http::set_header::SetResponseHeaderLayer;
 pub struct WebSettings {
     /// Address of the sign-in page's server (port 0: any free port).
     #[arg(
+        id = "web_listen",
+        value_name = "ADDR",
         long = "web-listen",
         env = "FACEGATE_WEB_LISTEN",
         default_value = "127.0.0.1:8081"
     )]
     pub listen: SocketAddr,
     /// The page's static files (`web/` of the checkout).
-    #[arg(long = "web-dir", env = "FACEGATE_WEB_DIR", default_value = "web")]
+    #[arg(
+        id = "web_dir",
+        value_name = "DIR",
+        long = "web-dir",
+        env = "FACEGATE_WEB_DIR",
+        default_value = "web"
+    )]
     pub dir: PathBuf,
 }
 
