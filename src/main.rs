@@ -86,6 +86,10 @@ enum Bench {
     /// the same trigger calls played directly against the verifier: p50/p99 with 1 and 8
     /// clients, the Lambda hop's cost (needs a provisioned stack and `facegate engine`).
     Cognito(facegate_verifier::bench::BenchArgs),
+    /// The liveness attack suite through the stack's user pool: genuine head-turn sequences
+    /// and presentation attacks, APCER per attack kind and BPCER (needs a stack provisioned
+    /// with FACEGATE_LIVENESS_POLICY=active and `facegate engine`).
+    Liveness(facegate_verifier::liveness_suite::SuiteArgs),
     /// The quality gates' refusals: every labelled photo and its simple variants (re-encoded,
     /// mirrored, scaled, cropped, darkened, blurred) through the engine's DetectFaces and the
     /// indexer's and verifier's gates, with each refusal's reason and the false refusal rate.
@@ -125,6 +129,9 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", facegate_workers::bench::run(args).await?)
         }
         Command::Bench(Bench::Verifier(args)) => facegate_verifier::bench::main(args).await?,
+        Command::Bench(Bench::Liveness(args)) => {
+            facegate_verifier::liveness_suite::main(args).await?;
+        }
         Command::Bench(Bench::Cognito(args)) => {
             facegate_verifier::bench_cognito::main(args).await?
         }

@@ -60,6 +60,11 @@ pub mod users {
     pub const LOCKED_UNTIL: &str = "locked_until";
     pub const LOCK_REASON: &str = "lock_reason";
     pub const UPDATED_AT: &str = "updated_at";
+    /// Liveness: the step sequence of the user's last challenge (the next one differs).
+    pub const LAST_LIVENESS_STEPS: &str = "last_liveness_steps";
+    /// Liveness: fingerprints of the user's latest frames (a list of binaries), so a frame
+    /// sent again in a later challenge is refused.
+    pub const RECENT_FRAMES: &str = "recent_frames";
 }
 
 /// Failure counters for sliding windows: one item per subject and fixed-size time bucket,
@@ -96,6 +101,8 @@ pub mod challenges {
     /// The registered face the challenge's selfie must match: Verify reads it from this
     /// record, never from the event it is handed.
     pub const FACE_ID: &str = "face_id";
+    /// Liveness: the steps asked (`centre,left,right`); absent for a single-selfie challenge.
+    pub const LIVENESS_STEPS: &str = "liveness_steps";
     /// Set (conditionally) when the challenge is answered.
     pub const ANSWERED_AT: &str = "answered_at";
     pub const EXPIRES_AT: &str = "expires_at";

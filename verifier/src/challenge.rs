@@ -23,6 +23,7 @@ use facegate_shared::tables::challenges as attr;
 
 use crate::deadline::Deadline;
 use crate::error::VerifierError;
+use crate::liveness::Sequence;
 use crate::service::Verifier;
 
 /// Names of the private challenge parameters.
@@ -31,6 +32,7 @@ mod private {
     pub const KEY: &str = "key";
     pub const FACE_ID: &str = "faceId";
     pub const ISSUED_AT: &str = "issuedAt";
+    pub const STEPS: &str = "livenessSteps";
 }
 
 /// One issued challenge.
@@ -41,9 +43,12 @@ pub struct IssuedChallenge {
     pub face_id: String,
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// Liveness: the poses asked, one frame each (`None`: one selfie at [`key`](Self::key)).
+    pub steps: Option<Sequence>,
 }
 
 impl IssuedChallenge {
+    /// A single-selfie challenge.
     pub fn new(
         user: UserId,
         face_id: String,
@@ -59,7 +64,24 @@ impl IssuedChallenge {
             face_id,
             issued_at: now,
             expires_at: now + ttl,
+            steps: None,
         }
+    }
+
+    /// A liveness challenge asking for `steps`.
+    pub fn with_steps(mut self, steps: Sequence) -> Self {
+        self.steps = Some(steps);
+        self
+    }
+
+    /// The object keys of the liveness frames, in step order: `<key stem>_<n>.jpg`, n from 1.
+    /// The answer is still [`key`](Self::key): it names the challenge, the frames are read
+    /// from these keys.
+    pub fn frame_keys(&self) -> Vec<String> {
+        let count = self.steps.as_ref().map_or(0, |s| s.steps().len());
+        let key = self.key();
+        let stem = key.strip_suffix(".jpg").unwrap_or(&key);
+        (1..=count).map(|n| format!("{stem}_{n}.jpg")).collect()
     }
 
     /// The selfie's object key: the one correct answer.
@@ -68,7 +90,7 @@ impl IssuedChallenge {
     }
 
     pub fn private_parameters(&self) -> HashMap<String, String> {
-        HashMap::from([
+        let mut params = HashMap::from([
             (
                 private::CHALLENGE_ID.into(),
                 self.upload.challenge_id.to_string(),
@@ -79,7 +101,11 @@ impl IssuedChallenge {
                 private::ISSUED_AT.into(),
                 self.issued_at.to_rfc3339_opts(SecondsFormat::Millis, true),
             ),
-        ])
+        ]);
+        if let Some(steps) = &self.steps {
+            params.insert(private::STEPS.into(), steps.to_string());
+        }
+        params
     }
 
     /// Reads back what [`private_parameters`](Self::private_parameters) wrote; `None` when
@@ -96,11 +122,16 @@ impl IssuedChallenge {
             .ok()?
             .with_timezone(&Utc);
         let ttl = chrono::Duration::from_std(ttl).ok()?;
+        let steps = match params.get(private::STEPS) {
+            None => None,
+            Some(text) => Some(text.parse().ok()?),
+        };
         Some(Self {
             upload,
             face_id: params.get(private::FACE_ID)?.clone(),
             issued_at,
             expires_at: issued_at + ttl,
+            steps,
         })
     }
 }
@@ -113,7 +144,7 @@ pub async fn record(
     deadline: &Deadline,
 ) -> Result<(), VerifierError> {
     let s = |v: String| AttributeValue::S(v);
-    let call = verifier
+    let mut call = verifier
         .dynamodb()
         .put_item()
         .table_name(verifier.table(Table::Challenges))
@@ -135,8 +166,11 @@ pub async fn record(
             AttributeValue::N(challenge.expires_at.timestamp().to_string()),
         )
         .condition_expression("attribute_not_exists(#id)")
-        .expression_attribute_names("#id", attr::CHALLENGE_ID)
-        .send();
+        .expression_attribute_names("#id", attr::CHALLENGE_ID);
+    if let Some(steps) = &challenge.steps {
+        call = call.item(attr::LIVENESS_STEPS, s(steps.to_string()));
+    }
+    let call = call.send();
     deadline
         .run("PutItem challenges", call)
         .await?
@@ -150,16 +184,23 @@ pub struct Claimed {
     /// The registered face the selfie must match.
     pub face_id: String,
     pub issued_at: DateTime<Utc>,
+    /// The liveness steps this challenge asked for, as recorded (not as the event says).
+    pub steps: Option<Sequence>,
 }
 
 impl Claimed {
     fn from_item(item: &HashMap<String, AttributeValue>) -> Option<Self> {
         let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
+        let steps = match text(attr::LIVENESS_STEPS) {
+            None => None,
+            Some(text) => Some(text.parse().ok()?),
+        };
         Some(Self {
             face_id: text(attr::FACE_ID)?.clone(),
             issued_at: DateTime::parse_from_rfc3339(text(attr::ISSUED_AT)?)
                 .ok()?
                 .with_timezone(&Utc),
+            steps,
         })
     }
 }

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use facegate_shared::user_pool::UserPool;
 
 use crate::client::{ClientError, VerifierClient};
+use crate::liveness::Sequence;
 use crate::triggers::create::public;
 
 /// Why a step through Cognito did not give the expected answer.
@@ -85,11 +86,21 @@ pub struct Tokens {
 pub struct FaceChallenge {
     pub username: String,
     session: String,
-    pub url: String,
+    /// Where the picture(s) go.
+    pub uploads: Uploads,
     pub key: String,
     pub expiry: String,
     /// Every public parameter, as the client sees them (nothing secret may be among them).
     pub parameters: HashMap<String, String>,
+}
+
+/// What a challenge asks to upload.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Uploads {
+    /// One selfie.
+    Selfie { url: String },
+    /// Liveness: one frame per step, in order.
+    Frames { steps: Sequence, urls: Vec<String> },
 }
 
 /// What answering a face challenge gave.
@@ -281,8 +292,37 @@ impl CognitoApp {
     }
 
     /// PUTs `selfie` to the challenge's presigned URL.
+    /// Uploads the selfie of a single-selfie challenge.
     pub async fn upload(&self, challenge: &FaceChallenge, selfie: Bytes) -> Result<(), AppError> {
-        self.http.put_presigned(&challenge.url, selfie).await?;
+        match &challenge.uploads {
+            Uploads::Selfie { url } => self.http.put_presigned(url, selfie).await?,
+            Uploads::Frames { .. } => {
+                return Err(AppError::Unexpected {
+                    call: "upload",
+                    detail: "a liveness challenge asks for frames, not one selfie".into(),
+                });
+            }
+        };
+        Ok(())
+    }
+
+    /// Uploads the frames of a liveness challenge, `frames[i]` for step `i`. More or fewer
+    /// frames than steps is the caller's choice (the attack suite sends too few on purpose):
+    /// the extra ones are dropped, the missing ones never uploaded.
+    pub async fn upload_frames(
+        &self,
+        challenge: &FaceChallenge,
+        frames: &[Bytes],
+    ) -> Result<(), AppError> {
+        let Uploads::Frames { urls, .. } = &challenge.uploads else {
+            return Err(AppError::Unexpected {
+                call: "upload_frames",
+                detail: "a single-selfie challenge asks for one selfie, not frames".into(),
+            });
+        };
+        for (url, frame) in urls.iter().zip(frames) {
+            self.http.put_presigned(url, frame.clone()).await?;
+        }
         Ok(())
     }
 
@@ -377,7 +417,20 @@ fn face_challenge(
         session: session
             .ok_or_else(|| unexpected("no session".into()))?
             .to_string(),
-        url: get(public::URL)?,
+        uploads: match parameters.get(public::STEPS) {
+            None => Uploads::Selfie {
+                url: get(public::URL)?,
+            },
+            Some(steps) => {
+                let steps: Sequence = steps
+                    .parse()
+                    .map_err(|e| unexpected(format!("steps {steps:?}: {e}")))?;
+                let urls = (1..=steps.steps().len())
+                    .map(|n| get(&public::frame_url(n)))
+                    .collect::<Result<_, _>>()?;
+                Uploads::Frames { steps, urls }
+            }
+        },
         key: get(public::KEY)?,
         expiry: get(public::EXPIRY)?,
         parameters: parameters.clone(),

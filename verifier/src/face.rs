@@ -15,12 +15,13 @@
 
 use aws_sdk_rekognition::error::ProvideErrorMetadata;
 use aws_sdk_rekognition::primitives::Blob;
-use aws_sdk_rekognition::types::{Attribute, FaceDetail, Image, QualityFilter};
+use aws_sdk_rekognition::types::{Attribute, FaceDetail, Image, LandmarkType, QualityFilter};
 use bytes::Bytes;
 use facegate_shared::events::AuthFailureReason;
 use facegate_shared::quality::QualityIssue;
 
 use crate::deadline::Deadline;
+use crate::liveness::{self, Frame, Sequence};
 use crate::service::Verifier;
 
 /// Detections below this confidence are not counted as faces (Rekognition reports faint
@@ -79,19 +80,170 @@ pub async fn verify_selfie(
     if let Err(reason) = quality_gate(verifier, selfie.clone(), deadline).await {
         return refused(reason);
     }
-    match_face(verifier, selfie, face_id, deadline).await
+    let threshold = verifier.settings().threshold;
+    match_face(verifier, selfie, face_id, threshold, deadline).await
+}
+
+/// Checks the frames of a liveness challenge, in this order, each failure its own reason:
+/// every frame an image with exactly one clear face (the quality gate's reasons) showing its
+/// step's pose (`liveness-wrong-pose`); the frontal frame the registered face at the
+/// authentication threshold (`no-match`); every other frame the registered face and the
+/// frontal frame's person at the same-person threshold (`liveness-not-same-person`).
+/// The frames' freshness and novelty are checked before (`crate::triggers::verify`).
+pub async fn verify_frames(
+    verifier: &Verifier,
+    frames: &[Frame],
+    steps: &Sequence,
+    face_id: &str,
+    deadline: &Deadline,
+) -> FaceVerdict {
+    if frames.len() != steps.steps().len() {
+        return refused(AuthFailureReason::LivenessFrameMissing);
+    }
+    if !frames.iter().all(|f| looks_like_an_image(&f.bytes)) {
+        return refused(AuthFailureReason::NotAnImage);
+    }
+    let poses = futures::future::join_all(
+        frames
+            .iter()
+            .map(|frame| quality_gate(verifier, frame.bytes.clone(), deadline)),
+    )
+    .await;
+    let mut measured = Vec::with_capacity(frames.len());
+    for (pose, step) in poses.into_iter().zip(steps.steps()) {
+        match pose {
+            Err(reason) => return refused(reason),
+            Ok(pose) if !step.shown_by(pose.yaw, pose.pitch) => {
+                tracing::info!(step = %step, yaw = pose.yaw, pitch = pose.pitch, "frame does not show its step");
+                return refused(AuthFailureReason::LivenessWrongPose);
+            }
+            Ok(pose) => measured.push(pose),
+        }
+    }
+    let frontal = steps.frontal();
+    let proportion = |i: usize| {
+        measured[i]
+            .landmarks
+            .and_then(|l| liveness::proportion(l, frames[i].width, frames[i].height))
+    };
+    for i in (0..frames.len()).filter(|i| *i != frontal) {
+        let fits = match (proportion(i), proportion(frontal)) {
+            (Some(turned), Some(front)) => {
+                liveness::foreshortening_fits(turned, front, measured[i].yaw)
+            }
+            _ => false,
+        };
+        if !fits {
+            tracing::info!(
+                frame = i + 1,
+                yaw = measured[i].yaw,
+                "turn narrower than a head's: a tilted picture"
+            );
+            return refused(AuthFailureReason::LivenessWrongPose);
+        }
+    }
+    let settings = verifier.settings();
+    let same_person = settings.liveness_same_person_threshold;
+    let matches = futures::future::join_all(frames.iter().enumerate().map(|(i, frame)| {
+        let threshold = if i == frontal {
+            settings.threshold
+        } else {
+            same_person
+        };
+        match_face(verifier, frame.bytes.clone(), face_id, threshold, deadline)
+    }))
+    .await;
+    let mut verdict = refused(AuthFailureReason::NoMatch);
+    for (i, outcome) in matches.into_iter().enumerate() {
+        match outcome {
+            FaceVerdict::Match { .. } if i == frontal => verdict = outcome,
+            FaceVerdict::Match { .. } => {}
+            FaceVerdict::Refused {
+                reason: AuthFailureReason::NoMatch,
+                similarity,
+            } if i != frontal => {
+                return FaceVerdict::Refused {
+                    reason: AuthFailureReason::LivenessNotSamePerson,
+                    similarity,
+                };
+            }
+            refusal => return refusal,
+        }
+    }
+    let others = (0..frames.len()).filter(|i| *i != frontal);
+    let compared = futures::future::join_all(others.map(|i| {
+        compare(
+            verifier,
+            frames[frontal].bytes.clone(),
+            frames[i].bytes.clone(),
+            same_person,
+            deadline,
+        )
+    }))
+    .await;
+    for outcome in compared {
+        if let Err(reason) = outcome {
+            return refused(reason);
+        }
+    }
+    verdict
+}
+
+/// Whether `target` holds the person of `source` at `threshold` (`CompareFaces`).
+async fn compare(
+    verifier: &Verifier,
+    source: Bytes,
+    target: Bytes,
+    threshold: f32,
+    deadline: &Deadline,
+) -> Result<(), AuthFailureReason> {
+    let call = async {
+        verifier.limiter().acquire().await;
+        verifier
+            .rekognition()
+            .compare_faces()
+            .source_image(image(source))
+            .target_image(image(target))
+            .similarity_threshold(threshold)
+            .quality_filter(QualityFilter::None)
+            .send()
+            .await
+    };
+    match deadline.run("CompareFaces", call).await {
+        Ok(Ok(out)) if !out.face_matches().is_empty() => Ok(()),
+        Ok(Ok(_)) => Err(AuthFailureReason::LivenessNotSamePerson),
+        Ok(Err(e)) => {
+            if e.code() == Some("InvalidParameterException") {
+                return Err(AuthFailureReason::Quality(QualityIssue::NoFace));
+            }
+            Err(face_service_refusal("CompareFaces", &e, e.code()))
+        }
+        Err(late) => {
+            tracing::warn!(error = %late, "face service too slow: refusing");
+            Err(AuthFailureReason::FaceServiceError)
+        }
+    }
+}
+
+/// The pose of the one face a frame holds, in degrees (Rekognition's convention).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FacePose {
+    pub yaw: f32,
+    pub pitch: f32,
+    /// eyeLeft, eyeRight, mouthLeft, mouthRight, normalised to the image, when reported.
+    pub landmarks: Option<[(f32, f32); 4]>,
 }
 
 fn image(bytes: Bytes) -> Image {
     Image::builder().bytes(Blob::new(bytes.to_vec())).build()
 }
 
-/// Exactly one clear face, not turned away.
+/// Exactly one clear face, not turned away: its pose.
 async fn quality_gate(
     verifier: &Verifier,
     selfie: Bytes,
     deadline: &Deadline,
-) -> Result<(), AuthFailureReason> {
+) -> Result<FacePose, AuthFailureReason> {
     let call = async {
         verifier.limiter().acquire().await;
         verifier
@@ -110,7 +262,32 @@ async fn quality_gate(
             return Err(AuthFailureReason::FaceServiceError);
         }
     };
-    check_selfie(detected.face_details()).map_err(AuthFailureReason::Quality)
+    let faces = detected.face_details();
+    check_selfie(faces).map_err(AuthFailureReason::Quality)?;
+    let face = faces
+        .iter()
+        .find(|f| f.confidence().unwrap_or(0.0) >= MIN_FACE_CONFIDENCE);
+    let pose = face.and_then(|f| f.pose());
+    let landmark = |kind: LandmarkType| {
+        face?
+            .landmarks()
+            .iter()
+            .find(|l| l.r#type() == Some(&kind))
+            .and_then(|l| Some((l.x()?, l.y()?)))
+    };
+    let landmarks = (|| {
+        Some([
+            landmark(LandmarkType::EyeLeft)?,
+            landmark(LandmarkType::EyeRight)?,
+            landmark(LandmarkType::MouthLeft)?,
+            landmark(LandmarkType::MouthRight)?,
+        ])
+    })();
+    Ok(FacePose {
+        yaw: pose.and_then(|p| p.yaw()).unwrap_or(0.0),
+        pitch: pose.and_then(|p| p.pitch()).unwrap_or(0.0),
+        landmarks,
+    })
 }
 
 /// The gate's decision on DetectFaces' answer for a selfie: exactly one face counted (at or
@@ -143,9 +320,9 @@ async fn match_face(
     verifier: &Verifier,
     selfie: Bytes,
     face_id: &str,
+    threshold: f32,
     deadline: &Deadline,
 ) -> FaceVerdict {
-    let threshold = verifier.settings().threshold;
     let call = async {
         verifier.limiter().acquire().await;
         verifier

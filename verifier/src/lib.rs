@@ -31,6 +31,8 @@ pub mod erase;
 pub mod error;
 pub mod face;
 pub mod lambda;
+pub mod liveness;
+pub mod liveness_suite;
 pub mod outcome;
 pub mod routes;
 pub mod selfie;

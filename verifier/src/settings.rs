@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use crate::liveness::LivenessPolicy;
+
 /// What a person must present to sign in.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SignInPolicy {
@@ -124,6 +126,24 @@ pub struct VerifierSettings {
     /// so browsers refuse cross-origin calls.
     #[arg(long = "verifier-cors-origin", env = "FACEGATE_VERIFIER_CORS_ORIGIN")]
     pub cors_origin: Option<String>,
+    /// Liveness: `off` (one selfie; a photo of the user signs in) or `active` (three frames
+    /// showing a random sequence of head poses, checked on the server; see verifier/README.md).
+    #[arg(
+        long = "liveness",
+        env = "FACEGATE_LIVENESS_POLICY",
+        value_enum,
+        default_value_t = LivenessPolicy::Off
+    )]
+    pub liveness: LivenessPolicy,
+    /// Liveness: the similarity (0-100) every frame must reach against the registered face
+    /// and against the frontal frame. Turned frames match less well than frontal ones; the
+    /// frontal frame must still reach FACEGATE_VERIFY_THRESHOLD.
+    #[arg(
+        long = "liveness-same-person-threshold",
+        env = "FACEGATE_LIVENESS_SAME_PERSON_THRESHOLD",
+        default_value_t = 90.0
+    )]
+    pub liveness_same_person_threshold: f32,
 }
 
 /// A setting out of range.
@@ -154,6 +174,8 @@ impl VerifierSettings {
             user_pool_client_id: None,
             user_pool_jwks_url: None,
             cors_origin: None,
+            liveness: LivenessPolicy::Off,
+            liveness_same_person_threshold: 90.0,
         }
     }
 
@@ -166,6 +188,12 @@ impl VerifierSettings {
         };
         if !(0.0..=100.0).contains(&self.threshold) {
             return fail("FACEGATE_VERIFY_THRESHOLD", "must be within 0-100");
+        }
+        if !(0.0..=100.0).contains(&self.liveness_same_person_threshold) {
+            return fail(
+                "FACEGATE_LIVENESS_SAME_PERSON_THRESHOLD",
+                "must be within 0-100",
+            );
         }
         // S3 presigned URLs are valid for at most 7 days.
         if self.challenge_ttl_secs == 0 || self.challenge_ttl_secs > 604_800 {

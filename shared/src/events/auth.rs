@@ -69,6 +69,18 @@ pub enum AuthFailureReason {
     FaceServiceError,
     /// Another dependency (the challenge store, the bucket) failed: never a success.
     ServiceError,
+    /// Liveness: a frame the challenge asked for was not uploaded.
+    LivenessFrameMissing,
+    /// Liveness: a frame was written before the challenge was issued or after its window.
+    LivenessFrameOutsideWindow,
+    /// Liveness: a frame does not show the pose its step asked for (a still photo, a flat
+    /// photo tilted to fake a turn, the steps out of order).
+    LivenessWrongPose,
+    /// Liveness: the frames are not all the registered person.
+    LivenessNotSamePerson,
+    /// Liveness: a frame repeats another frame of this challenge or of an earlier one (the
+    /// same bytes or a re-encoded copy).
+    LivenessReplayedFrame,
     /// The selfie failed the quality gate (`no-face`, `multiple-faces`, ...).
     #[serde(untagged)]
     Quality(QualityIssue),

@@ -23,6 +23,7 @@ use super::read_body;
 use crate::account::{self, SignInStatus};
 use crate::error::VerifierError;
 use crate::face;
+use crate::liveness::LivenessPolicy;
 use crate::outcome::{self, Answer};
 use crate::service::Verifier;
 use crate::triggers::Timings;
@@ -35,6 +36,13 @@ pub async fn verify(
     body: Body,
 ) -> Result<Response, VerifierError> {
     let user = user_from_query(query.as_deref())?;
+    // One selfie proves nothing about liveness: with liveness on, sign-in goes through the
+    // challenge (Cognito's triggers), never through this shortcut.
+    if verifier.settings().liveness != LivenessPolicy::Off {
+        return Err(VerifierError::Forbidden(
+            "liveness is on: sign in through the Cognito challenge",
+        ));
+    }
     let limit = usize::try_from(verifier.settings().max_selfie_bytes).unwrap_or(usize::MAX);
     let selfie = read_body(body, limit).await?;
     let deadline = verifier.deadline();

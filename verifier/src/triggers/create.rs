@@ -1,4 +1,5 @@
-//! Create auth challenge: a one-time challenge for one selfie.
+//! Create auth challenge: a one-time challenge for one selfie, or, with liveness on, for one
+//! frame per step of a random pose sequence (each frame its own presigned URL).
 //!
 //! The client gets (public parameters) a presigned PUT URL for
 //! `signin/<user_id>/<challenge_id>.jpg`, that key, and the expiry. Verify gets (private
@@ -15,14 +16,23 @@ use super::CUSTOM_CHALLENGE;
 use crate::account::{self, SignInStatus};
 use crate::challenge::{self, IssuedChallenge};
 use crate::error::VerifierError;
+use crate::liveness::{LivenessPolicy, Sequence};
 use crate::service::Verifier;
 use crate::upload_url::presign_put;
 
 /// Names of the public challenge parameters, what the app reads.
 pub mod public {
+    /// Where to PUT the selfie (single-selfie challenges only).
     pub const URL: &str = "url";
+    /// The answer to send once the upload(s) are done.
     pub const KEY: &str = "key";
     pub const EXPIRY: &str = "expiry";
+    /// Liveness: the poses to show, in order (`centre,left,right`).
+    pub const STEPS: &str = "steps";
+    /// Liveness: where to PUT the frame of step n (from 1): `frame1Url`, `frame2Url`, ...
+    pub fn frame_url(n: usize) -> String {
+        format!("frame{n}Url")
+    }
 }
 
 /// Shown in the session (to Define, not to the client): which kind of challenge this was.
@@ -59,20 +69,43 @@ pub async fn create(
             });
         }
     };
-    let issued = IssuedChallenge::new(user, face_id, now, verifier.settings().challenge_ttl());
-    let url = presign_put(verifier, &issued.key(), verifier.settings().challenge_ttl()).await?;
-    challenge::record(verifier, &issued, &deadline).await?;
-    tracing::info!(user = %issued.upload.user_id, challenge = %issued.upload.challenge_id, "challenge issued");
-    let response = &mut event.response;
-    response.public_challenge_parameters = [
-        (public::URL.to_string(), url),
+    let ttl = verifier.settings().challenge_ttl();
+    let mut issued = IssuedChallenge::new(user, face_id, now, ttl);
+    let mut public_parameters = vec![
         (public::KEY.to_string(), issued.key()),
         (
             public::EXPIRY.to_string(),
             issued.expires_at.to_rfc3339_opts(SecondsFormat::Secs, true),
         ),
-    ]
-    .into();
+    ];
+    match verifier.settings().liveness {
+        LivenessPolicy::Off => {
+            let url = presign_put(verifier, &issued.key(), ttl).await?;
+            public_parameters.push((public::URL.to_string(), url));
+        }
+        LivenessPolicy::Active => {
+            let user = &issued.upload.user_id;
+            let memory = account::liveness_memory(verifier, user, &deadline).await?;
+            let random = u64::from_le_bytes(
+                uuid::Uuid::new_v4().as_bytes()[..8]
+                    .try_into()
+                    .unwrap_or_default(),
+            );
+            let steps = Sequence::draw(memory.last_steps.as_ref(), random);
+            account::remember_liveness(verifier, user, Some(&steps), None, &deadline).await?;
+            public_parameters.push((public::STEPS.to_string(), steps.to_string()));
+            issued = issued.with_steps(steps);
+            for (n, key) in issued.frame_keys().iter().enumerate() {
+                let url = presign_put(verifier, key, ttl).await?;
+                public_parameters.push((public::frame_url(n + 1), url));
+            }
+        }
+    }
+    challenge::record(verifier, &issued, &deadline).await?;
+    tracing::info!(user = %issued.upload.user_id, challenge = %issued.upload.challenge_id,
+        steps = issued.steps.as_ref().map(ToString::to_string), "challenge issued");
+    let response = &mut event.response;
+    response.public_challenge_parameters = public_parameters.into_iter().collect();
     response.private_challenge_parameters = issued.private_parameters();
     response.challenge_metadata = Some(CHALLENGE_METADATA.to_string());
     Ok(event)

@@ -23,9 +23,11 @@ use facegate_shared::ids::UserId;
 use facegate_shared::report::chain;
 
 use super::Timings;
+use crate::account;
 use crate::challenge::{self, ClaimError, IssuedChallenge};
 use crate::error::VerifierError;
 use crate::face::{self, FaceVerdict};
+use crate::liveness::{self, Frame};
 use crate::outcome::{self, Answer};
 use crate::selfie::{self, FetchError};
 use crate::service::Verifier;
@@ -106,6 +108,20 @@ async fn judge(
         Err(ClaimError::Failed(e)) => return Err(e),
     };
 
+    if let Some(steps) = &claimed.steps {
+        // The steps are the record's, never the event's.
+        let issued = IssuedChallenge {
+            steps: Some(steps.clone()),
+            ..issued.clone()
+        };
+        let verdict = judge_frames(verifier, &issued, &claimed, timings, &deadline).await?;
+        return Ok(with_challenge(answer_from(
+            user,
+            verdict,
+            AuthChannel::Cognito,
+        )));
+    }
+
     let key = issued.key();
     let started = Instant::now();
     let fetched = selfie::fetch(verifier, &key, claimed.issued_at, &deadline).await;
@@ -135,6 +151,86 @@ async fn judge(
         verdict,
         AuthChannel::Cognito,
     )))
+}
+
+/// Step 3 and 4 for a liveness challenge: every frame there and written within the
+/// challenge's window (the claim already refused an answer after it, and the presigned URLs
+/// expire with it); no frame a replay of another or of a remembered earlier frame; then the
+/// face work on the frames ([`face::verify_frames`]). The frames are deleted whatever the
+/// verdict, and their fingerprints remembered even on a refusal, so a refused frame cannot be
+/// tried again.
+async fn judge_frames(
+    verifier: &Verifier,
+    issued: &IssuedChallenge,
+    claimed: &challenge::Claimed,
+    timings: &mut Timings,
+    deadline: &crate::deadline::Deadline,
+) -> Result<FaceVerdict, VerifierError> {
+    let keys = issued.frame_keys();
+    let Some(steps) = &issued.steps else {
+        return Ok(refused(AuthFailureReason::LivenessFrameMissing));
+    };
+    let started = Instant::now();
+    let fetched = futures::future::join_all(
+        keys.iter()
+            .map(|key| selfie::fetch(verifier, key, claimed.issued_at, deadline)),
+    )
+    .await;
+    timings.s3 += started.elapsed();
+    let delete_all = || async {
+        futures::future::join_all(keys.iter().map(|key| selfie::delete(verifier, key))).await;
+    };
+    let mut frames = Vec::with_capacity(keys.len());
+    for outcome in fetched {
+        match outcome {
+            Ok(bytes) => frames.push(bytes),
+            Err(FetchError::Refused(reason)) => {
+                delete_all().await;
+                return Ok(refused(match reason {
+                    AuthFailureReason::SelfieMissing => AuthFailureReason::LivenessFrameMissing,
+                    AuthFailureReason::SelfieStale => AuthFailureReason::LivenessFrameOutsideWindow,
+                    other => other,
+                }));
+            }
+            Err(FetchError::Failed(e)) => return Err(e),
+        }
+    }
+
+    let user = &issued.upload.user_id;
+    let Some(frames) = frames
+        .into_iter()
+        .map(Frame::decode)
+        .collect::<Option<Vec<_>>>()
+    else {
+        delete_all().await;
+        return Ok(refused(AuthFailureReason::NotAnImage));
+    };
+    let fingerprints: Vec<_> = frames.iter().map(|f| f.fingerprint.clone()).collect();
+    let started = Instant::now();
+    let memory = account::liveness_memory(verifier, user, deadline).await?;
+    let replayed = liveness::any_replayed(&fingerprints, &memory.recent_frames);
+    let kept = liveness::remembered(&fingerprints, &memory.recent_frames);
+    account::remember_liveness(verifier, user, None, Some(&kept), deadline).await?;
+    timings.store += started.elapsed();
+    if replayed {
+        delete_all().await;
+        return Ok(refused(AuthFailureReason::LivenessReplayedFrame));
+    }
+
+    let started = Instant::now();
+    let verdict = face::verify_frames(verifier, &frames, steps, &claimed.face_id, deadline).await;
+    timings.face += started.elapsed();
+    let started = Instant::now();
+    delete_all().await;
+    timings.s3 += started.elapsed();
+    Ok(verdict)
+}
+
+fn refused(reason: AuthFailureReason) -> FaceVerdict {
+    FaceVerdict::Refused {
+        reason,
+        similarity: None,
+    }
 }
 
 /// The answer a face verdict makes.

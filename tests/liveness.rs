@@ -1,0 +1,156 @@
+//! Active liveness through the real user pool: the trigger Lambda (this `facegate` binary,
+//! run by the emulator) with `FACEGATE_LIVENESS_POLICY=active`, the attack suite of
+//! `facegate bench liveness` run against it, and each attack kind asserted: never accepted,
+//! refused for its own reason (read from the `auth-events` topic). Genuine head-turn sequences
+//! from the real clip must sign in.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::cognito::PoolStack;
+use common::pipeline::workspace_root;
+use facegate_shared::config::Topic;
+use facegate_shared::events::{AuthEvent, AuthOutcome};
+use facegate_verifier::cognito_app::Uploads;
+use facegate_verifier::liveness::Sequence;
+use facegate_verifier::liveness_suite::{self, ATTACKS, SuiteSettings};
+
+/// Short enough that the `after-window` attack waits little.
+const TTL_SECS: u64 = 12;
+
+fn reason(event: &AuthEvent) -> String {
+    match &event.outcome {
+        AuthOutcome::Success => "success".into(),
+        AuthOutcome::Failure { .. } => serde_json::to_value(event).unwrap()["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_attack_kind_signs_in_and_genuine_turns_do() {
+    let ttl = TTL_SECS.to_string();
+    let stack = PoolStack::start_with_env(&[
+        ("FACEGATE_LIVENESS_POLICY", "active"),
+        ("FACEGATE_CHALLENGE_TTL_SECS", &ttl),
+    ])
+    .await;
+    let env = &stack.env;
+    let audit = env.subscribe(Topic::AuthEvents, "audit").await;
+    let root = workspace_root();
+    let args = SuiteSettings {
+        clip: root.join("tests/fixtures/faces/clip"),
+        registration_photo: root.join("tests/fixtures/faces/lin_manuel_miranda_1.png"),
+        genuine: 6,
+        attempts: 1,
+        challenge_ttl_secs: TTL_SECS,
+    };
+    let run_id = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let report = liveness_suite::run(env.pipeline.stack(), &stack.app, &args, run_id)
+        .await
+        .expect("the suite runs");
+    println!("{report}");
+
+    let genuine = &report.kinds[0];
+    assert_eq!(genuine.kind, "genuine");
+    assert_eq!(
+        genuine.accepted, genuine.attempts,
+        "a genuine head turn was refused:\n{report}"
+    );
+    for kind in &report.kinds[1..] {
+        assert_eq!(kind.accepted, 0, "{} signed in:\n{report}", kind.kind);
+    }
+    assert_eq!(report.kinds.len(), 1 + ATTACKS.len());
+
+    // Each refusal for its own reason. The replays target the genuine user, after a genuine
+    // sign-in each.
+    let expected: HashMap<&str, &str> = [
+        ("still-photo", "liveness-replayed-frame"),
+        ("tilted-photo", "liveness-wrong-pose"),
+        ("wrong-order", "liveness-wrong-pose"),
+        ("two-people", "liveness-not-same-person"),
+        ("before-challenge", "liveness-frame-missing"),
+        ("after-window", "challenge-expired"),
+    ]
+    .into();
+    let users: HashMap<String, &str> = report
+        .users
+        .iter()
+        .map(|(kind, user)| (user.to_string(), *kind))
+        .collect();
+    let wanted = 6 + 2 * 2 + expected.len();
+    let events = env
+        .collect::<AuthEvent>(&audit, Duration::from_secs(60), |found| {
+            found.len() >= wanted
+        })
+        .await;
+    let mut seen: HashMap<&str, Vec<String>> = HashMap::new();
+    for note in &events {
+        if let Some(kind) = users.get(note.event.user_id.as_str()) {
+            seen.entry(kind).or_default().push(reason(&note.event));
+        }
+    }
+    for (kind, reason) in &expected {
+        assert_eq!(
+            seen.get(kind).map(Vec::as_slice),
+            Some(&[reason.to_string()][..]),
+            "{kind}: {seen:?}"
+        );
+    }
+    let mut genuine_user = seen.get("genuine").cloned().unwrap_or_default();
+    genuine_user.sort();
+    assert_eq!(
+        genuine_user,
+        [
+            vec!["liveness-replayed-frame".to_string(); 2],
+            vec!["success".to_string(); 6 + 2]
+        ]
+        .concat(),
+        "the replays of a genuine sign-in's frames"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_liveness_challenge_shows_the_client_its_steps_and_urls_only() {
+    let stack = PoolStack::start_with_env(&[("FACEGATE_LIVENESS_POLICY", "active")]).await;
+    stack.person("frank", "obama_1.jpg").await;
+    let mut previous: Option<Sequence> = None;
+    for _ in 0..4 {
+        let challenge = stack.app.start_face_sign_in("frank").await.unwrap();
+        let mut names: Vec<&String> = challenge.parameters.keys().collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "expiry",
+                "frame1Url",
+                "frame2Url",
+                "frame3Url",
+                "key",
+                "steps"
+            ],
+            "nothing else reaches the client"
+        );
+        let Uploads::Frames { steps, urls } = &challenge.uploads else {
+            panic!("a liveness challenge asks for frames");
+        };
+        assert_eq!(urls.len(), 3);
+        assert_ne!(
+            Some(steps),
+            previous.as_ref(),
+            "never the same steps twice in a row"
+        );
+        previous = Some(steps.clone());
+        // A single selfie is no answer to it.
+        assert!(
+            stack
+                .app
+                .upload(&challenge, bytes::Bytes::from_static(b"x"))
+                .await
+                .is_err()
+        );
+    }
+}

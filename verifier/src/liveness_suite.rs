@@ -1,0 +1,553 @@
+//! The liveness attack suite (`facegate bench liveness`, and `tests/liveness.rs` asserts it):
+//! genuine pose sequences and presentation attacks through the Cognito API only, reported as
+//! ISO/IEC 30107-3 rates: APCER per attack kind (attacks accepted) and BPCER (genuine
+//! sequences refused).
+//!
+//! The genuine frames are the real video frames of the head-turn clip
+//! (`tests/fixtures/faces/clip/`): the person turns one way only, so a `right` step is shown
+//! with a mirrored `left` frame (the same live turn, seen the other way). Each challenge gets
+//! frames no recent challenge used, as a live camera would give. The attacks:
+//! - `still-photo`: one frontal frame as every frame;
+//! - `tilted-photo`: a frontal frame for the frontal step, the same frame warped in
+//!   perspective (a flat picture turned 55 degrees in front of the camera) for each turn;
+//! - `wrong-order`: genuine frames, each one step late;
+//! - `two-people`: the frontal frame of the user, a turned frame of the clip's second person;
+//! - `before-challenge`: frames uploaded for an earlier challenge, the new one answered;
+//! - `after-window`: genuine frames, answered after the challenge expired;
+//! - `reused-frames`: the frames of the user's last genuine sign-in, sent again;
+//! - `re-encoded-frames`: the same, each re-encoded as JPEG at quality 85.
+//!
+//! Every attack kind runs against a user of its own (registered straight into the collection,
+//! not through the pipeline, so several accounts can hold the same face), except the two
+//! replays, which must follow the user's own genuine sign-in. No alerts worker runs, so no
+//! account is locked mid-suite.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use facegate_shared::ids::UserId;
+use facegate_shared::stack::Stack;
+use image::{ImageEncoder, RgbImage};
+
+use crate::bench::register_active;
+use crate::client::fresh_copy;
+use crate::cognito_app::{Answered, AppError, CognitoApp, FaceChallenge, Uploads};
+use crate::liveness::{Sequence, Step};
+
+/// `facegate bench liveness`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SuiteArgs {
+    #[command(flatten)]
+    pub stack: facegate_shared::stack::StackArgs,
+    #[command(flatten)]
+    pub suite: SuiteSettings,
+}
+
+/// What the suite sends.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SuiteSettings {
+    /// The head-turn clip's frames (`frame_NNNN.jpg`).
+    #[arg(long, default_value = "tests/fixtures/faces/clip")]
+    pub clip: PathBuf,
+    /// The registered photo of the clip's person.
+    #[arg(long, default_value = "tests/fixtures/faces/lin_manuel_miranda_1.png")]
+    pub registration_photo: PathBuf,
+    /// Genuine sign-ins to try.
+    #[arg(long, default_value_t = 20)]
+    pub genuine: usize,
+    /// Attempts per attack kind.
+    #[arg(long, default_value_t = 2)]
+    pub attempts: usize,
+    /// Seconds the stack's challenges live (FACEGATE_CHALLENGE_TTL_SECS of its trigger
+    /// Lambda): the `after-window` attack waits this long before it answers.
+    #[arg(long, env = "FACEGATE_CHALLENGE_TTL_SECS", default_value_t = 180)]
+    pub challenge_ttl_secs: u64,
+}
+
+/// Why the suite could not run (not an attack's outcome).
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+    #[error("{kind}: {source}")]
+    Attempt {
+        kind: &'static str,
+        #[source]
+        source: AppError,
+    },
+}
+
+/// Frame numbers of the clip by the pose they show, read with the engine's pose (yaw within
+/// 10 degrees for centre, beyond -25 and within -43 for left: inside the steps' bounds with a
+/// margin, so the suite measures the checks, not the bounds).
+const CENTRE_FRAMES: &[u32] = &[
+    90, 93, 96, 99, 150, 153, 156, 162, 165, 168, 171, 174, 177, 180,
+];
+const LEFT_FRAMES: &[u32] = &[108, 111, 120, 123, 126, 129, 138, 189, 201, 204, 207, 210];
+/// The clip's second person (a group shot): the crop of the face turned left.
+const STRANGER_FRAME: u32 = 213;
+const STRANGER_CROP: [f32; 4] = [0.0, 0.05, 0.25, 0.5];
+
+/// The genuine frames, by step, and the stranger's turned face.
+pub struct Clip {
+    centre: Vec<Bytes>,
+    left: Vec<Bytes>,
+    right: Vec<Bytes>,
+    stranger_left: Bytes,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, SuiteError> {
+    std::fs::read(path).map_err(|source| SuiteError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn jpeg(image: &RgbImage, quality: u8) -> Bytes {
+    let mut out = Vec::new();
+    // Encoding an in-memory RGB image cannot fail.
+    let _ = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality).write_image(
+        image.as_raw(),
+        image.width(),
+        image.height(),
+        image::ExtendedColorType::Rgb8,
+    );
+    Bytes::from(out)
+}
+
+fn decode(bytes: &[u8], what: &str) -> Result<RgbImage, SuiteError> {
+    image::load_from_memory(bytes)
+        .map(|i| i.to_rgb8())
+        .map_err(|e| SuiteError::Setup(format!("{what}: {e}")))
+}
+
+impl Clip {
+    pub fn load(dir: &Path) -> Result<Self, SuiteError> {
+        let frame = |n: u32| read(&dir.join(format!("frame_{n:04}.jpg")));
+        let centre = CENTRE_FRAMES
+            .iter()
+            .map(|&n| frame(n).map(Bytes::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        let left = LEFT_FRAMES
+            .iter()
+            .map(|&n| frame(n).map(Bytes::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        let right = left
+            .iter()
+            .map(|bytes| {
+                let mirrored = image::imageops::flip_horizontal(&decode(bytes, "a clip frame")?);
+                Ok(jpeg(&mirrored, 92))
+            })
+            .collect::<Result<Vec<_>, SuiteError>>()?;
+        let group = decode(&frame(STRANGER_FRAME)?, "the stranger's frame")?;
+        let [x, y, w, h] = STRANGER_CROP;
+        let (gw, gh) = (group.width() as f32, group.height() as f32);
+        let crop = image::imageops::crop_imm(
+            &group,
+            (x * gw) as u32,
+            (y * gh) as u32,
+            (w * gw) as u32,
+            (h * gh) as u32,
+        )
+        .to_image();
+        Ok(Self {
+            centre,
+            left,
+            right,
+            stranger_left: jpeg(&crop, 92),
+        })
+    }
+
+    fn pool(&self, step: Step) -> &[Bytes] {
+        match step {
+            Step::Centre => &self.centre,
+            Step::Left => &self.left,
+            Step::Right => &self.right,
+        }
+    }
+}
+
+/// Hands out the clip's frames round-robin per step, so no challenge repeats a frame of the
+/// few before it (the verifier refuses a frame it has seen as a replay).
+struct Camera<'c> {
+    clip: &'c Clip,
+    next: [usize; 3],
+}
+
+impl<'c> Camera<'c> {
+    fn new(clip: &'c Clip) -> Self {
+        Self { clip, next: [0; 3] }
+    }
+
+    fn frame(&mut self, step: Step) -> Bytes {
+        let slot = match step {
+            Step::Centre => 0,
+            Step::Left => 1,
+            Step::Right => 2,
+        };
+        let pool = self.clip.pool(step);
+        let frame = pool[self.next[slot] % pool.len()].clone();
+        // Two steps apart within the pool: neighbouring frames of the clip are 0.1 s apart.
+        self.next[slot] += 2;
+        if self.next[slot] >= pool.len() {
+            self.next[slot] = (self.next[slot] + 1) % 2;
+        }
+        frame
+    }
+
+    fn frames(&mut self, steps: &Sequence) -> Vec<Bytes> {
+        steps.steps().iter().map(|s| self.frame(*s)).collect()
+    }
+}
+
+/// The perspective of a flat picture turned by `degrees` about its vertical axis, seen by a
+/// camera whose focal length is the image's width.
+pub fn tilt(image: &RgbImage, degrees: f32) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let focal = w as f32;
+    let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+    let (sin, cos) = degrees.to_radians().sin_cos();
+    RgbImage::from_fn(w, h, |x, y| {
+        let (u, v) = (x as f32 - cx, y as f32 - cy);
+        let depth = focal * cos - u * sin;
+        if depth <= 0.0 {
+            return image::Rgb([0, 0, 0]);
+        }
+        let sx = u * focal / depth;
+        let sy = v * (focal + sx * sin) / focal;
+        let (px, py) = (sx + cx, sy + cy);
+        if px < 0.0 || py < 0.0 || px >= w as f32 - 1.0 || py >= h as f32 - 1.0 {
+            return image::Rgb([0, 0, 0]);
+        }
+        *image.get_pixel(px as u32, py as u32)
+    })
+}
+
+/// One kind's outcome.
+#[derive(Clone, Debug)]
+pub struct KindReport {
+    pub kind: &'static str,
+    pub attack: bool,
+    pub attempts: usize,
+    /// Attempts that got tokens.
+    pub accepted: usize,
+}
+
+impl KindReport {
+    /// APCER for an attack kind, BPCER for the genuine row, in percent.
+    pub fn error_rate(&self) -> f64 {
+        let wrong = if self.attack {
+            self.accepted
+        } else {
+            self.attempts - self.accepted
+        };
+        100.0 * wrong as f64 / self.attempts.max(1) as f64
+    }
+}
+
+/// The whole suite's outcome.
+#[derive(Clone, Debug)]
+pub struct SuiteReport {
+    pub kinds: Vec<KindReport>,
+    /// Users the suite created (for tests that look at their auth events).
+    pub users: Vec<(&'static str, UserId)>,
+}
+
+impl std::fmt::Display for SuiteReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "kind               attempts  accepted  rate")?;
+        for k in &self.kinds {
+            let name = if k.attack { "APCER" } else { "BPCER" };
+            writeln!(
+                f,
+                "{:<18} {:>8}  {:>8}  {name} {:.1}%",
+                k.kind,
+                k.attempts,
+                k.accepted,
+                k.error_rate()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The attack kinds, in the order they run.
+pub const ATTACKS: &[&str] = &[
+    "still-photo",
+    "tilted-photo",
+    "wrong-order",
+    "two-people",
+    "before-challenge",
+    "after-window",
+    "reused-frames",
+    "re-encoded-frames",
+];
+
+struct Suite<'a> {
+    app: &'a CognitoApp,
+    camera: Camera<'a>,
+    clip: &'a Clip,
+    ttl: Duration,
+}
+
+impl Suite<'_> {
+    async fn challenge(
+        &self,
+        kind: &'static str,
+        user: &UserId,
+    ) -> Result<(FaceChallenge, Sequence), SuiteError> {
+        let challenge = self
+            .app
+            .start_face_sign_in(user.as_str())
+            .await
+            .map_err(|source| SuiteError::Attempt { kind, source })?;
+        let Uploads::Frames { steps, .. } = &challenge.uploads else {
+            return Err(SuiteError::Setup(
+                "the stack's challenges ask for one selfie: provision it with \
+                 FACEGATE_LIVENESS_POLICY=active"
+                    .into(),
+            ));
+        };
+        let steps = steps.clone();
+        Ok((challenge, steps))
+    }
+
+    /// Uploads `frames` and answers: `true` when tokens came back.
+    async fn answer(
+        &self,
+        kind: &'static str,
+        challenge: &FaceChallenge,
+        frames: &[Bytes],
+    ) -> Result<bool, SuiteError> {
+        let fresh: Vec<Bytes> = frames.to_vec();
+        self.app
+            .upload_frames(challenge, &fresh)
+            .await
+            .map_err(|source| SuiteError::Attempt { kind, source })?;
+        self.submit(kind, challenge).await
+    }
+
+    async fn submit(
+        &self,
+        kind: &'static str,
+        challenge: &FaceChallenge,
+    ) -> Result<bool, SuiteError> {
+        match self.app.answer(challenge, &challenge.key).await {
+            Ok(Answered::SignedIn(_)) => Ok(true),
+            Ok(Answered::TryAgain(_)) => Ok(false),
+            // The last wrong answer of a session ends it.
+            Err(e) if e.cognito_code() == Some("NotAuthorizedException") => Ok(false),
+            Err(source) => Err(SuiteError::Attempt { kind, source }),
+        }
+    }
+
+    /// One genuine sign-in: the frames it sent, and whether it got tokens.
+    async fn genuine(&mut self, user: &UserId) -> Result<(Vec<Bytes>, bool), SuiteError> {
+        let (challenge, steps) = self.challenge("genuine", user).await?;
+        let frames = self.camera.frames(&steps);
+        let accepted = self.answer("genuine", &challenge, &frames).await?;
+        Ok((frames, accepted))
+    }
+
+    async fn attack(
+        &mut self,
+        kind: &'static str,
+        user: &UserId,
+        last: &[Bytes],
+    ) -> Result<bool, SuiteError> {
+        if kind == "before-challenge" {
+            // Frames uploaded (to the only URLs there were) before this challenge existed.
+            let (earlier, steps) = self.challenge(kind, user).await?;
+            let frames = self.camera.frames(&steps);
+            self.app
+                .upload_frames(&earlier, &frames)
+                .await
+                .map_err(|source| SuiteError::Attempt { kind, source })?;
+            let (challenge, _) = self.challenge(kind, user).await?;
+            return self.submit(kind, &challenge).await;
+        }
+        let (challenge, steps) = self.challenge(kind, user).await?;
+        let frames = match kind {
+            "still-photo" => {
+                let photo = self.camera.frame(Step::Centre);
+                vec![fresh_copy(&photo); steps.steps().len()]
+            }
+            "tilted-photo" => {
+                let photo = self.camera.frame(Step::Centre);
+                let flat = decode(&photo, "a clip frame")?;
+                steps
+                    .steps()
+                    .iter()
+                    .map(|step| match step {
+                        Step::Centre => photo.clone(),
+                        Step::Left => jpeg(&tilt(&flat, -55.0), 92),
+                        Step::Right => jpeg(&tilt(&flat, 55.0), 92),
+                    })
+                    .collect()
+            }
+            "wrong-order" => {
+                let mut shifted: Vec<Step> = steps.steps().to_vec();
+                shifted.rotate_left(1);
+                shifted.iter().map(|s| self.camera.frame(*s)).collect()
+            }
+            "two-people" => steps
+                .steps()
+                .iter()
+                .map(|step| match step {
+                    Step::Centre => self.camera.frame(Step::Centre),
+                    Step::Left => self.clip.stranger_left.clone(),
+                    Step::Right => {
+                        let face = decode(&self.clip.stranger_left, "the stranger")
+                            .map(|i| jpeg(&image::imageops::flip_horizontal(&i), 92));
+                        face.unwrap_or_default()
+                    }
+                })
+                .collect(),
+            "after-window" => {
+                let frames = self.camera.frames(&steps);
+                self.app
+                    .upload_frames(&challenge, &frames)
+                    .await
+                    .map_err(|source| SuiteError::Attempt { kind, source })?;
+                tokio::time::sleep(self.ttl + Duration::from_secs(2)).await;
+                return self.submit(kind, &challenge).await;
+            }
+            "reused-frames" => reuse(&steps, last, self.clip, None)?,
+            "re-encoded-frames" => reuse(&steps, last, self.clip, Some(85))?,
+            other => return Err(SuiteError::Setup(format!("unknown attack {other}"))),
+        };
+        self.answer(kind, &challenge, &frames).await
+    }
+}
+
+/// The last genuine sign-in's frames, put in the order the new steps ask (a frame of the
+/// step if the last sign-in had one, else any of its frames), optionally re-encoded.
+fn reuse(
+    steps: &Sequence,
+    last: &[Bytes],
+    clip: &Clip,
+    quality: Option<u8>,
+) -> Result<Vec<Bytes>, SuiteError> {
+    if last.is_empty() {
+        return Err(SuiteError::Setup("no genuine sign-in to replay".into()));
+    }
+    let of_step = |step: Step| {
+        last.iter()
+            .find(|f| clip.pool(step).contains(f))
+            .unwrap_or(&last[0])
+            .clone()
+    };
+    steps
+        .steps()
+        .iter()
+        .map(|step| {
+            let frame = of_step(*step);
+            match quality {
+                None => Ok(frame),
+                Some(q) => Ok(jpeg(&decode(&frame, "a replayed frame")?, q)),
+            }
+        })
+        .collect()
+}
+
+/// `facegate bench liveness`: the suite against a provisioned stack, its table printed.
+pub async fn main(args: SuiteArgs) -> Result<(), SuiteError> {
+    let stack = Stack::connect(&args.stack)
+        .await
+        .map_err(|e| SuiteError::Setup(e.to_string()))?;
+    let pool = facegate_shared::user_pool::UserPool::find(&stack.clients.cognito, &stack.names)
+        .await
+        .map_err(|e| SuiteError::Setup(e.to_string()))?;
+    let app = CognitoApp::new(stack.clients.cognito.clone(), pool);
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let report = run(&stack, &app, &args.suite, &run_id[..8]).await?;
+    print!("{report}");
+    Ok(())
+}
+
+/// Runs the suite against the stack's user pool (its trigger Lambda must run with
+/// `FACEGATE_LIVENESS_POLICY=active`). `run_id` keeps this run's users apart.
+pub async fn run(
+    stack: &Stack,
+    app: &CognitoApp,
+    args: &SuiteSettings,
+    run_id: &str,
+) -> Result<SuiteReport, SuiteError> {
+    let clip = Clip::load(&args.clip)?;
+    let registration = read(&args.registration_photo)?;
+    let password = format!("Liveness-{run_id}-9");
+    let mut users = Vec::new();
+    let mut new_user = |kind: &'static str| {
+        let user = UserId::parse(format!("liveness-{run_id}-{kind}"))
+            .map_err(|e| SuiteError::Setup(e.to_string()));
+        if let Ok(user) = &user {
+            users.push((kind, user.clone()));
+        }
+        user
+    };
+    let genuine_user = new_user("genuine")?;
+    let attack_users = ATTACKS
+        .iter()
+        .map(|kind| new_user(kind))
+        .collect::<Result<Vec<_>, _>>()?;
+    for user in std::iter::once(&genuine_user).chain(&attack_users) {
+        app.sign_up(user.as_str(), &password)
+            .await
+            .map_err(|e| SuiteError::Setup(format!("sign-up of {user}: {e}")))?;
+        register_active(stack, user, registration.clone())
+            .await
+            .map_err(|e| SuiteError::Setup(format!("registering {user}: {e}")))?;
+    }
+
+    let mut suite = Suite {
+        app,
+        camera: Camera::new(&clip),
+        clip: &clip,
+        ttl: Duration::from_secs(args.challenge_ttl_secs),
+    };
+    let mut genuine = KindReport {
+        kind: "genuine",
+        attack: false,
+        attempts: 0,
+        accepted: 0,
+    };
+    let mut last = Vec::new();
+    for n in 0..args.genuine {
+        let (frames, accepted) = suite.genuine(&genuine_user).await?;
+        genuine.attempts += 1;
+        genuine.accepted += usize::from(accepted);
+        tracing::info!(attempt = n + 1, accepted, "genuine sign-in");
+        last = frames;
+    }
+    let mut kinds = vec![genuine];
+    for (kind, user) in ATTACKS.iter().zip(&attack_users) {
+        let mut report = KindReport {
+            kind,
+            attack: true,
+            attempts: 0,
+            accepted: 0,
+        };
+        for _ in 0..args.attempts {
+            // The replays follow a genuine sign-in of the genuine user and target that user.
+            let target = if kind.ends_with("-frames") {
+                let (frames, _) = suite.genuine(&genuine_user).await?;
+                last = frames;
+                &genuine_user
+            } else {
+                user
+            };
+            let accepted = suite.attack(kind, target, &last).await?;
+            report.attempts += 1;
+            report.accepted += usize::from(accepted);
+            tracing::info!(kind, accepted, "attack");
+        }
+        kinds.push(report);
+    }
+    Ok(SuiteReport { kinds, users })
+}
