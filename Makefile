@@ -13,7 +13,7 @@ CARGO ?= cargo
 # value (the verifier listens on 127.0.0.1); export FACEGATE_VERIFIER_TOKEN to choose another.
 FACEGATE_VERIFIER_TOKEN ?= facegate-local-dev-token
 
-.PHONY: help setup build dev demo test deploy-check stack-start stack-stop bench-engine bench-pipeline bench-verifier bench-cognito bench-soak bench-gate calibrate
+.PHONY: help setup build dev demo test deploy-check stack-start stack-stop bench-engine bench-pipeline bench-verifier bench-cognito bench-soak bench-gate bench-liveness calibrate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -74,6 +74,12 @@ bench-cognito: setup ## a face sign-in through the Cognito user pool and trigger
 	$(CARGO) build --release --bin facegate
 	ORT_DYLIB_PATH="$(ORT_LIB)" scripts/with-engine.sh \
 	  env FACEGATE_PREFIX=fg-bench-cognito FACEGATE_FACE_CALLS_PER_SECOND=500 FACEGATE_FACE_CALLS_BURST=500 sh -c './target/release/facegate provision && ./target/release/facegate bench cognito'
+
+bench-liveness: setup ## the liveness attack suite through the user pool: APCER per attack kind, BPCER (release build; starts the stack and an engine)
+	$(CARGO) build --release --bin facegate
+	ORT_DYLIB_PATH="$(ORT_LIB)" scripts/with-engine.sh \
+	  env FACEGATE_PREFIX=fg-bench-liveness FACEGATE_LIVENESS_POLICY=active FACEGATE_CHALLENGE_TTL_SECS=30 FACEGATE_FACE_CALLS_PER_SECOND=500 FACEGATE_FACE_CALLS_BURST=500 \
+	  sh -c './target/release/facegate provision && ./target/release/facegate bench liveness'
 
 bench-soak: setup ## load and soak: every role its own process, 1000 registrations, 5000 sign-ins, a SIGKILL, the audit (release build)
 	$(CARGO) build --release --bin facegate

@@ -50,6 +50,12 @@ pub struct BenchArgs {
     /// The selfie (the same person, another photo).
     #[arg(long, default_value = "tests/fixtures/faces/obama_2.jpg")]
     pub bench_selfie: PathBuf,
+    /// Liveness rows: the head-turn clip whose frames answer the pose steps.
+    #[arg(long, default_value = "tests/fixtures/faces/clip")]
+    pub bench_clip: PathBuf,
+    /// Liveness rows: the registered photo of the clip's person.
+    #[arg(long, default_value = "tests/fixtures/faces/lin_manuel_miranda_1.png")]
+    pub bench_clip_registration_photo: PathBuf,
 }
 
 /// Why the benchmark stopped.
@@ -73,6 +79,8 @@ fn setup(e: impl fmt::Display) -> BenchError {
 /// Latency figures of one concurrency level, in milliseconds.
 #[derive(Debug, Clone)]
 pub struct LevelReport {
+    /// Three liveness frames per Verify (else one selfie).
+    pub liveness: bool,
     pub concurrency: usize,
     pub requests: usize,
     pub accepted: usize,
@@ -96,12 +104,13 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "clients  verifies  accepted  p50 ms  p99 ms  verifies/s  s3 ms  face ms  dynamodb+sns ms"
+            "answer    clients  verifies  accepted  p50 ms  p99 ms  verifies/s  s3 ms  face ms  dynamodb+sns ms"
         )?;
         for l in &self.levels {
             writeln!(
                 f,
-                "{:>7}  {:>8}  {:>8}  {:>6.1}  {:>6.1}  {:>10.2}  {:>5.1}  {:>7.1}  {:>15.1}",
+                "{:<8}  {:>7}  {:>8}  {:>8}  {:>6.1}  {:>6.1}  {:>10.2}  {:>5.1}  {:>7.1}  {:>15.1}",
+                if l.liveness { "3 frames" } else { "selfie" },
                 l.concurrency,
                 l.requests,
                 l.accepted,
@@ -112,6 +121,21 @@ impl fmt::Display for BenchReport {
                 l.face_ms,
                 l.store_ms
             )?;
+        }
+        for live in self.levels.iter().filter(|l| l.liveness) {
+            if let Some(selfie) = self
+                .levels
+                .iter()
+                .find(|l| !l.liveness && l.concurrency == live.concurrency)
+            {
+                writeln!(
+                    f,
+                    "{} client(s): 3 frames / selfie p50 {:.2}x, p99 {:.2}x",
+                    live.concurrency,
+                    live.p50_ms / selfie.p50_ms.max(f64::EPSILON),
+                    live.p99_ms / selfie.p99_ms.max(f64::EPSILON)
+                )?;
+            }
         }
         write!(
             f,
@@ -153,20 +177,75 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
     register_active(&stack, &user, registration)
         .await
         .map_err(setup)?;
-    let client = VerifierClient::new(running.url(), token);
+    let client = VerifierClient::new(running.url(), token.clone());
 
+    // The same verifier code with liveness on: three frames per Verify instead of a selfie.
+    let liveness_settings = VerifierSettings {
+        liveness: crate::liveness::LivenessPolicy::Active,
+        ..VerifierSettings::local(token.clone())
+    };
+    let live = crate::spawn(
+        stack.clone(),
+        Arc::new(FaceServiceLimiter::new(&args.face)),
+        liveness_settings,
+        shutdown.clone(),
+    )
+    .await
+    .map_err(setup)?;
+    let live_client = VerifierClient::new(live.url(), token.clone());
+    let clip = crate::liveness_suite::Clip::load(&args.bench_clip).map_err(setup)?;
+    let clip_photo = read(&args.bench_clip_registration_photo)?;
+    // One user per client, each with a camera of its own, so that no user sees a frame again
+    // within the few challenges the replay check remembers.
+    let max_clients = args
+        .bench_concurrency
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mut live_users = Vec::new();
+    for n in 0..max_clients {
+        let live_user = UserId::parse(format!("bench-{}-live{n}", &token[..8])).map_err(setup)?;
+        register_active(&stack, &live_user, clip_photo.clone())
+            .await
+            .map_err(setup)?;
+        live_users.push(live_user);
+    }
+
+    let mut cameras: Vec<_> = live_users
+        .iter()
+        .map(|u| (u.clone(), Some(crate::liveness_suite::Camera::new(&clip))))
+        .collect();
     let mut levels = Vec::new();
     for &concurrency in &args.bench_concurrency {
+        let concurrency = concurrency.max(1);
+        let mut selfie_users = [(user.clone(), None)];
         levels.push(
             level(
                 &client,
-                &user,
+                &mut selfie_users,
                 &selfie,
-                concurrency.max(1),
+                concurrency,
                 args.bench_requests,
             )
             .await?,
         );
+        let mut report = level(
+            &live_client,
+            &mut cameras[..concurrency],
+            &selfie,
+            concurrency,
+            args.bench_requests,
+        )
+        .await?;
+        report.liveness = true;
+        levels.push(report);
+    }
+    for live_user in &live_users {
+        crate::erase::erase_user(&live.verifier, live_user)
+            .await
+            .map_err(setup)?;
     }
     let (rss_mib, peak_rss_mib) = memory();
     crate::erase::erase_user(&running.verifier, &user)
@@ -180,34 +259,51 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
     })
 }
 
-/// One concurrency level: prepare `requests` challenges, then time their Verify calls.
+/// One concurrency level: prepare `requests` challenges, then time their Verify calls. The
+/// challenges go round the `users`; a user with a camera answers liveness challenges with its
+/// frames, the others with `selfie`.
 async fn level(
     client: &VerifierClient,
-    user: &UserId,
+    users: &mut [(UserId, Option<crate::liveness_suite::Camera<'_>>)],
     selfie: &Bytes,
     concurrency: usize,
     requests: usize,
 ) -> Result<LevelReport, BenchError> {
     let mut prepared = Vec::with_capacity(requests);
-    for _ in 0..requests {
+    for n in 0..requests {
+        let slot = n % users.len();
+        let user = users[slot].0.clone();
         let challenge = client.create(user.as_str(), &[]).await?;
-        // Each selfie is new to the engine, as every real sign-in's is.
-        client
-            .put_presigned(&challenge.url, crate::client::fresh_copy(selfie))
-            .await?;
-        prepared.push(challenge);
+        // Each picture is new bytes to the engine, as every real sign-in's is.
+        match (&challenge.steps, &mut users[slot].1) {
+            (Some(steps), Some(camera)) => {
+                let steps: crate::liveness::Sequence = steps.parse().map_err(setup)?;
+                for (url, frame) in challenge.frame_urls.iter().zip(camera.frames(&steps)) {
+                    client
+                        .put_presigned(url, crate::client::fresh_copy(&frame))
+                        .await?;
+                }
+            }
+            _ => {
+                client
+                    .put_presigned(&challenge.url, crate::client::fresh_copy(selfie))
+                    .await?;
+            }
+        }
+        prepared.push((user, challenge));
     }
+    // Answered oldest first, as a user's successive sign-ins are.
+    prepared.reverse();
     let queue = Arc::new(tokio::sync::Mutex::new(prepared));
     let started = Instant::now();
     let mut clients = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
         let queue = queue.clone();
         let client = client.clone();
-        let user = user.clone();
         clients.spawn(async move {
             let mut samples = Vec::new();
             loop {
-                let Some(challenge) = queue.lock().await.pop() else {
+                let Some((user, challenge)) = queue.lock().await.pop() else {
                     break;
                 };
                 let t = Instant::now();
@@ -234,6 +330,7 @@ async fn level(
         values.iter().sum::<f64>() / values.len().max(1) as f64
     };
     Ok(LevelReport {
+        liveness: false,
         concurrency,
         requests: samples.len(),
         accepted: samples.iter().filter(|s| s.1).count(),

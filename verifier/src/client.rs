@@ -106,8 +106,12 @@ pub enum DefineDecision {
 /// What Create issued: the public parameters the app sees, and what Cognito keeps for Verify.
 #[derive(Clone, Debug)]
 pub struct Challenge {
-    /// The presigned PUT URL for the selfie.
+    /// The presigned PUT URL for the selfie; empty for a liveness challenge, whose frames go
+    /// to [`frame_urls`](Self::frame_urls).
     pub url: String,
+    /// Liveness: the steps asked (`centre,left,right`) and a PUT URL per step.
+    pub steps: Option<String>,
+    pub frame_urls: Vec<String>,
     /// The object key, which is also the answer.
     pub key: String,
     pub private: Value,
@@ -280,9 +284,20 @@ impl VerifierClient {
         let answer = self.trigger(Trigger::Create, &event).await?;
         let response = &answer.body["response"];
         let public = &response["publicChallengeParameters"];
-        match (public["url"].as_str(), public["key"].as_str()) {
+        let steps = public["steps"].as_str().map(str::to_string);
+        let frame_urls: Vec<String> = (1..)
+            .map_while(|n| public[format!("frame{n}Url")].as_str().map(str::to_string))
+            .collect();
+        let url = match (public["url"].as_str(), &steps) {
+            (Some(url), _) => Some(url),
+            (None, Some(_)) => Some(""),
+            (None, None) => None,
+        };
+        match (url, public["key"].as_str()) {
             (Some(url), Some(key)) => Ok(Challenge {
                 url: url.to_string(),
+                steps,
+                frame_urls,
                 key: key.to_string(),
                 private: response["privateChallengeParameters"].clone(),
                 metadata: response["challengeMetadata"].clone(),
@@ -426,6 +441,8 @@ mod tests {
         assert_eq!(event["response"], json!({}));
         let entry = Challenge {
             url: "u".into(),
+            steps: None,
+            frame_urls: Vec::new(),
             key: "k".into(),
             private: Value::Null,
             metadata: json!("FACEGATE_SELFIE"),

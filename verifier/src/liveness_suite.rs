@@ -175,13 +175,13 @@ impl Clip {
 
 /// Hands out the clip's frames round-robin per step, so no challenge repeats a frame of the
 /// few before it (the verifier refuses a frame it has seen as a replay).
-struct Camera<'c> {
+pub struct Camera<'c> {
     clip: &'c Clip,
     next: [usize; 3],
 }
 
 impl<'c> Camera<'c> {
-    fn new(clip: &'c Clip) -> Self {
+    pub fn new(clip: &'c Clip) -> Self {
         Self { clip, next: [0; 3] }
     }
 
@@ -201,7 +201,7 @@ impl<'c> Camera<'c> {
         frame
     }
 
-    fn frames(&mut self, steps: &Sequence) -> Vec<Bytes> {
+    pub fn frames(&mut self, steps: &Sequence) -> Vec<Bytes> {
         steps.steps().iter().map(|s| self.frame(*s)).collect()
     }
 }
