@@ -68,7 +68,7 @@ bench-pipeline: setup ## the registration pipeline benchmark (release build; sta
 bench-verifier: setup ## the Verify-challenge benchmark (release build; starts the stack and an engine)
 	$(CARGO) build --release --bin facegate
 	ORT_DYLIB_PATH="$(ORT_LIB)" scripts/with-engine.sh \
-	  env FACEGATE_PREFIX=fg-bench-verifier sh -c './target/release/facegate provision && ./target/release/facegate bench verifier'
+	  env FACEGATE_PREFIX=fg-bench-verifier FACEGATE_FACE_CALLS_PER_SECOND=500 FACEGATE_FACE_CALLS_BURST=500 sh -c './target/release/facegate provision && ./target/release/facegate bench verifier'
 
 bench-cognito: setup ## a face sign-in through the Cognito user pool and trigger Lambda vs. direct (release build; starts the stack and an engine)
 	$(CARGO) build --release --bin facegate
