@@ -218,13 +218,14 @@ fn forty_pixel_faces_in_a_1920x1080_frame_are_all_found() {
 
 #[test]
 fn a_group_photo_of_six_gives_six_faces() {
-    // Six people side by side in a 1280x886 photo, faces 60-110 pixels wide.
+    // Six people side by side in a 1280x886 photo, faces 40-65 pixels wide: 20-33 pixels in
+    // the reference's 640 letterbox, where YuNet starts losing them.
     let photos = labelled();
     let mut parts = Vec::new();
     let mut centres = Vec::new();
     for i in 0..6u32 {
         let photo = &photos[(i as usize * 2 + 1) % photos.len()];
-        let part = face_of_width(photo, 1.8, 60 + i * 10);
+        let part = face_of_width(photo, 1.8, 40 + i * 5);
         let (x, y) = (10 + i * 205, 250 + (i % 2) * 120);
         centres.push((
             (x + part.width() / 2) as f32,
@@ -244,7 +245,7 @@ fn faces_of_mixed_sizes_in_one_frame_are_all_found() {
         let mut parts = Vec::new();
         let mut centres = Vec::new();
         let mut x = 10;
-        for (i, ratio) in [0.05f32, 0.08, 0.12, 0.2, 0.35].into_iter().enumerate() {
+        for (i, ratio) in [0.0f32, 0.05, 0.08, 0.12, 0.2, 0.35].into_iter().enumerate() {
             let face_px = ((height as f32 * ratio) as u32).max(40);
             let photo = &photos[(i * 3 + 1) % photos.len()];
             let part = face_of_width(photo, 1.5, face_px);
@@ -261,7 +262,7 @@ fn faces_of_mixed_sizes_in_one_frame_are_all_found() {
             x += w + 5;
         }
         assert!(
-            centres.len() >= 4,
+            centres.len() >= 5,
             "{width}x{height}: {} faces fit",
             centres.len()
         );
