@@ -245,7 +245,10 @@ fn faces_of_mixed_sizes_in_one_frame_are_all_found() {
         let mut parts = Vec::new();
         let mut centres = Vec::new();
         let mut x = 10;
-        for (i, ratio) in [0.0f32, 0.05, 0.08, 0.12, 0.2, 0.35].into_iter().enumerate() {
+        for (i, ratio) in [0.0f32, 0.05, 0.08, 0.12, 0.2, 0.35]
+            .into_iter()
+            .enumerate()
+        {
             let face_px = ((height as f32 * ratio) as u32).max(40);
             let photo = &photos[(i * 3 + 1) % photos.len()];
             let part = face_of_width(photo, 1.5, face_px);
