@@ -10,6 +10,8 @@ files the Rust engine uses (.facegate/models/), doing the same work per photo:
 
 Two uses:
     bench  IMAGE... [--iterations N]   per-stage and end-to-end p50/p99 in ms, as JSON
+           (also SFace alone through onnxruntime's Python API, "embed_onnxruntime", when
+           onnxruntime is installed: the speed the engine's embedder is held to)
     embed  IMAGE...                    each photo's faces (box, score, 128-d embedding), as JSON,
                                        to cross-check the Rust embeddings
 
@@ -104,7 +106,28 @@ def percentile(samples, q):
     return ordered[rank - 1]
 
 
-def bench(pipeline, paths, iterations, warmup):
+def onnxruntime_embedder(threads):
+    """SFace in onnxruntime's own Python API (one session, `threads` intra-op threads), the
+    speed the engine's embedder is held to; None when onnxruntime is not installed."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str(EMBEDDER), options,
+                                           providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def run(crops):
+        for crop in crops:
+            blob = cv2.dnn.blobFromImage(crop, 1.0, (112, 112), (0, 0, 0), swapRB=True)
+            session.run(None, {name: blob})
+    return run
+
+
+def bench(pipeline, paths, iterations, warmup, threads=1):
     report = {"opencv": cv2.__version__, "threads": cv2.getNumThreads(),
               "iterations": iterations, "images": {}}
     for path in paths:
@@ -119,6 +142,16 @@ def bench(pipeline, paths, iterations, warmup):
             for stage, seconds in stages.items():
                 samples.setdefault(stage, []).append(seconds * 1000.0)
         image = pipeline.decode(data)
+        ort_embed = onnxruntime_embedder(threads)
+        if ort_embed is not None:
+            crops = pipeline.align(image, pipeline.detect(image))
+            for _ in range(warmup):
+                ort_embed(crops)
+            for _ in range(iterations):
+                t0 = time.perf_counter()
+                ort_embed(crops)
+                samples.setdefault("embed_onnxruntime", []).append(
+                    (time.perf_counter() - t0) * 1000.0)
         report["images"][str(path)] = {
             "width": int(image.shape[1]),
             "height": int(image.shape[0]),
@@ -155,7 +188,7 @@ def main():
     cv2.setNumThreads(args.threads)
     pipeline = Pipeline()
     if args.command == "bench":
-        result = bench(pipeline, args.images, args.iterations, args.warmup)
+        result = bench(pipeline, args.images, args.iterations, args.warmup, args.threads)
     else:
         result = embed(pipeline, args.images)
     json.dump(result, sys.stdout, indent=1)

@@ -32,7 +32,8 @@ use server::image::ImageReader;
 /// `facegate engine`: every setting is also an environment variable.
 #[derive(clap::Args, Clone, Debug)]
 pub struct EngineArgs {
-    /// Address to listen on (loopback by default: the engine has no authentication).
+    /// Address to listen on (loopback by default). Every API request must be signed (AWS
+    /// Signature V4) with the engine's credentials, below.
     #[arg(long, env = "FACEGATE_ENGINE_LISTEN", default_value = "127.0.0.1:4599")]
     pub listen: SocketAddr,
     /// Where collections are kept.
@@ -57,6 +58,9 @@ pub struct EngineArgs {
     /// Where `S3Object` images are read from.
     #[command(flatten)]
     pub aws: AwsSettings,
+    /// The credentials callers must sign with.
+    #[command(flatten)]
+    pub auth: server::auth::AuthSettings,
 }
 
 impl EngineArgs {
@@ -69,6 +73,7 @@ impl EngineArgs {
             max_body_bytes: 8 * 1024 * 1024,
             models,
             aws: AwsSettings::local(),
+            auth: Default::default(),
         }
     }
 }
@@ -173,6 +178,14 @@ pub async fn spawn_with_models(
             source,
         })?;
     let s3 = args.aws.s3(&args.aws.sdk_config().await);
+    let verifier = server::auth::Verifier::new(&args.auth);
+    if verifier.is_local_default() && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %args.listen,
+            "the engine listens beyond loopback with the local default credentials test/test: \
+             set FACEGATE_ENGINE_ACCESS_KEY_ID and FACEGATE_ENGINE_SECRET_ACCESS_KEY"
+        );
+    }
     let state = Arc::new(EngineState {
         images: ImageReader {
             models,
@@ -182,6 +195,7 @@ pub async fn spawn_with_models(
         store: Arc::new(store),
         region: args.aws.region.clone(),
         max_body_bytes: args.max_body_bytes,
+        verifier,
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

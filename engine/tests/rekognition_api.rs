@@ -655,12 +655,120 @@ async fn raw_request(addr: std::net::SocketAddr, request: String) -> (u16, Strin
     (status, body)
 }
 
+/// A raw request signed like facegate's local clients sign (`test` / `test`).
 fn post(target: &str, body: &str) -> String {
+    signed_post(target, body, "test", "test")
+}
+
+/// A raw request signed with the given key pair (AWS Signature V4, by the SDK's own signer).
+fn signed_post(target: &str, body: &str, key: &str, secret: &str) -> String {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let identity: aws_smithy_runtime_api::client::identity::Identity =
+        aws_credential_types::Credentials::new(key, secret, None, None, "test").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("rekognition")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let headers = [
+        ("host", "localhost"),
+        ("content-type", "application/x-amz-json-1.1"),
+        ("x-amz-target", target),
+    ];
+    let request = SignableRequest::new(
+        "POST",
+        "http://localhost/",
+        headers.iter().copied(),
+        SignableBody::Bytes(body.as_bytes()),
+    )
+    .unwrap();
+    let (instructions, _) = sign(request, &params).unwrap().into_parts();
+    let signature: String = instructions
+        .headers()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    format!("{}{signature}\r\n{body}", unsigned_head(target, body))
+}
+
+/// The request line and headers of an unsigned request, without the blank line.
+fn unsigned_head(target: &str, body: &str) -> String {
     format!(
         "POST / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/x-amz-json-1.1\r\n\
-         X-Amz-Target: {target}\r\nContent-Length: {}\r\n\r\n{body}",
+         X-Amz-Target: {target}\r\nContent-Length: {}\r\n",
         body.len()
     )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_and_wrongly_signed_requests_are_refused() {
+    let dir = data_dir();
+    let t = start_engine(&dir).await;
+    let addr = t.engine.addr();
+    let list = "RekognitionService.ListCollections";
+    let (status, body) = raw_request(addr, post(list, "{}")).await;
+    assert_eq!(status, 200, "{body}");
+
+    let error = |body: &str| -> (String, String) {
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        (
+            json["__type"].as_str().unwrap_or_default().to_owned(),
+            json["message"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    let unsigned = format!("{}\r\n{{}}", unsigned_head(list, "{}"));
+    let (status, body) = raw_request(addr, unsigned).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        error(&body).0,
+        "MissingAuthenticationTokenException",
+        "{body}"
+    );
+    let (status, body) = raw_request(addr, signed_post(list, "{}", "test", "wrong")).await;
+    assert_eq!(status, 400);
+    assert_eq!(error(&body).0, "InvalidSignatureException", "{body}");
+    let (status, body) = raw_request(addr, signed_post(list, "{}", "intruder", "test")).await;
+    assert_eq!(status, 400);
+    assert_eq!(error(&body).0, "UnrecognizedClientException", "{body}");
+    // A signature over one body does not cover another.
+    let swapped =
+        post(list, r#"{"MaxResults":1}"#).replace(r#"{"MaxResults":1}"#, r#"{"MaxResults":2}"#);
+    let (status, body) = raw_request(addr, swapped).await;
+    assert_eq!(status, 400);
+    assert_eq!(error(&body).0, "InvalidSignatureException", "{body}");
+
+    // Through the SDK with someone else's credentials.
+    let settings = AwsSettings {
+        endpoint_url_rekognition: Some(t.engine.url()),
+        max_attempts: 1,
+        ..AwsSettings::local()
+    };
+    let sdk = settings
+        .sdk_config()
+        .await
+        .into_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new(
+                    "test",
+                    "not-the-secret",
+                    None,
+                    None,
+                    "test",
+                ),
+            ),
+        )
+        .build();
+    let foreign = settings.rekognition(&sdk);
+    let refused = foreign.list_collections().send().await;
+    assert_eq!(code(refused), "InvalidSignatureException");
+    // The engine's own clients (test / test) still get in.
+    t.client.list_collections().send().await.unwrap();
+    t.engine.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -827,7 +935,18 @@ async fn images_are_read_from_s3() {
         .image(object("faces/nobody.jpg"))
         .send()
         .await;
-    assert_eq!(code(missing), "InvalidS3ObjectException");
+    let error = missing.expect_err("a missing object is refused");
+    assert_eq!(error.code(), Some("InvalidS3ObjectException"));
+    // Rekognition's one sentence, not the object store's answer.
+    let message = error.message().expect("a message");
+    assert_eq!(
+        message,
+        "Unable to get object metadata from S3. Check object key, region and/or access permissions."
+    );
+    assert!(
+        !message.contains(&bucket) && !message.contains('\n'),
+        "{message}"
+    );
 
     t.engine.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);

@@ -60,6 +60,18 @@ pub struct AwsSettings {
     /// AWS Lambda (where `facegate provision` installs the local trigger function).
     #[arg(long, env = "AWS_ENDPOINT_URL_LAMBDA")]
     pub endpoint_url_lambda: Option<String>,
+    /// Access key id the Rekognition client signs with instead of the AWS credential chain:
+    /// for facegate's own face engine standing in for Rekognition in a cluster, whose
+    /// `FACEGATE_ENGINE_ACCESS_KEY_ID` it must match. Unset: the chain's credentials.
+    #[arg(long, env = "FACEGATE_REKOGNITION_ACCESS_KEY_ID")]
+    pub rekognition_access_key_id: Option<String>,
+    /// The secret of `--rekognition-access-key-id`.
+    #[arg(
+        long,
+        env = "FACEGATE_REKOGNITION_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    pub rekognition_secret_access_key: Option<String>,
     /// Attempts per AWS call, first try included (standard retry mode, jittered backoff).
     #[arg(long, env = "FACEGATE_AWS_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: u32,
@@ -104,6 +116,8 @@ impl AwsSettings {
             endpoint_url_rekognition: None,
             endpoint_url_cognito: None,
             endpoint_url_lambda: None,
+            rekognition_access_key_id: None,
+            rekognition_secret_access_key: None,
             max_attempts: 3,
             connect_timeout_ms: 2_000,
             operation_timeout_ms: 10_000,
@@ -227,6 +241,20 @@ impl AwsSettings {
         let mut b = aws_sdk_rekognition::config::Builder::from(sdk);
         if let Some(url) = self.endpoint(Service::Rekognition) {
             b = b.endpoint_url(url);
+        }
+        // The engine checks signatures against its own key pair, not IAM's: the role's
+        // credentials (IRSA, ECS task role) would be refused there.
+        if let (Some(key), Some(secret)) = (
+            &self.rekognition_access_key_id,
+            &self.rekognition_secret_access_key,
+        ) {
+            b = b.credentials_provider(Credentials::new(
+                key,
+                secret,
+                None,
+                None,
+                "facegate-rekognition",
+            ));
         }
         aws_sdk_rekognition::Client::from_conf(b.build())
     }

@@ -1,24 +1,63 @@
-//! Face detection with YuNet (2023mar), decoded exactly like OpenCV's `FaceDetectorYN`.
+//! Face detection with YuNet (2023mar), decoded exactly like OpenCV's `FaceDetectorYN`, at
+//! input sizes chosen from each photo.
 //!
-//! The model takes one fixed 640x640 BGR image (0-255 floats, planar). Any photo is
-//! letterboxed into it: scaled by one factor so its longer side fits, placed top-left and
-//! padded with black bottom and right (OpenCV pads bottom/right too). For each of three
-//! strides (8, 16, 32) the model scores every grid cell (`cls` and `obj`, combined as
-//! `sqrt(cls * obj)`) and regresses a box and five landmarks relative to the cell. Cells scoring
-//! at least [`SCORE_THRESHOLD`] become candidates; non-maximum suppression keeps the best of
-//! each overlapping group. Coordinates are then mapped back to the original photo's pixels.
+//! YuNet is fully convolutional: it runs at any input whose sides are multiples of 32 (the
+//! engine names those dimensions at load, see `model_edit`), and OpenCV sets the input to each
+//! image's size. One fixed 640x640 letterbox, as the engine used to do, misses two kinds of
+//! face: a face that fills a small photo is blown up past the detector's largest anchors (a
+//! 112x112 ID crop gave no face), and small faces in a large photo shrink below its smallest
+//! (a group photo lost two of six). So every photo is searched in up to three [`Pass`]es:
+//!
+//! 1. **letterbox**: the photo at the scale of the OpenCV reference's 640x640 letterbox
+//!    ([`Pass::letterbox`]). Its faces are the reference's, to the landmark, so their
+//!    embeddings are the ones the similarity calibration was measured on; it runs first and
+//!    wins wherever another pass sees the same face.
+//! 2. **fine**, only when the letterbox shrinks Rekognition's smallest face, 40x40 pixels in
+//!    a 1920x1080 photo and proportionally more in larger ones ([`min_face_px`]), below
+//!    [`MIN_FACE_INPUT_PX`] pixels (below that YuNet loses faces): the photo scaled (never
+//!    up) so that face is that size. It reports only the faces too small for the letterbox
+//!    ([`FINE_MAX_LETTERBOX_PX`]);
+//! 3. **coarse**: the whole photo shrunk to [`COARSE_SIDE`] pixels and framed by a black border
+//!    of [`COARSE_PAD`] of its side, where a face that fills the frame (a selfie taken too
+//!    close, an ID-photo crop) looks like a face in a scene. It costs about a millisecond.
+//!
+//! Each pass places the scaled photo inside its padding (black, like OpenCV's bottom/right
+//! padding) as planar B, G, R floats in 0-255. For each of three strides (8, 16, 32) the model
+//! scores every grid cell (`cls` and `obj`, combined as `sqrt(cls * obj)`) and regresses a box
+//! and five landmarks relative to the cell. Cells scoring at least [`SCORE_THRESHOLD`] become
+//! candidates, expressed in the photo's pixels; non-maximum suppression keeps the best of each
+//! overlapping group within a pass, and a later pass only adds faces no earlier pass found.
 
 use image::RgbImage;
 use ort::session::Session;
 use ort::value::TensorRef;
 
-/// The detector's fixed input width and height.
-pub const INPUT_SIDE: usize = 640;
+/// Input sides must be multiples of the largest stride.
+pub const INPUT_ALIGN: usize = 32;
+/// The side of the square the OpenCV reference letterboxes every photo into (and the model
+/// file declares as its input).
+pub const LETTERBOX_SIDE: usize = 640;
 /// Candidates scoring below this are dropped: the score that reads confidence 50 on
 /// Rekognition's scale (`measure::SCORE_AT_50`), so DetectFaces reports doubtful faces with a
 /// low confidence instead of hiding them. (OpenCV's default, 0.9, now reads 99: it hid every
-/// face below that, and a real face scoring 0.89 on one re-encode vanished.)
+/// face below that, and a real face scoring 0.89 on one re-encode vanished; it also missed
+/// the 40-pixel faces of the recall tests.)
 pub const SCORE_THRESHOLD: f32 = 0.8;
+/// Rekognition's smallest face: 40x40 pixels in a 1920x1080 photo.
+pub const MIN_FACE_PX: f32 = 40.0;
+/// The size at which the fine pass shows the smallest face to YuNet. Measured on 40-pixel
+/// faces in 1920x1080 frames: 20 loses half of them, 24 one in six, 26 none.
+pub const MIN_FACE_INPUT_PX: f32 = 26.0;
+/// The fine pass only reports faces the letterbox shows narrower than this (its pixels):
+/// twice the size below which YuNet starts losing faces. A wider face is the letterbox's to
+/// find, and one it did not find is doubtful: on a photo turned sideways the fine pass took
+/// the sideways head for an upright face (score 0.82, landmarks made up) that the letterbox
+/// rightly did not report.
+pub const FINE_MAX_LETTERBOX_PX: f32 = 2.0 * MIN_FACE_INPUT_PX;
+/// The longer side of the coarse pass (before its border).
+pub const COARSE_SIDE: f32 = 160.0;
+/// The coarse pass's border on each side, as a fraction of its longer side.
+pub const COARSE_PAD: f32 = 0.25;
 /// OpenCV `FaceDetectorYN`'s default overlap above which the weaker of two boxes is dropped.
 pub const NMS_THRESHOLD: f32 = 0.3;
 /// OpenCV `FaceDetectorYN`'s default cap on candidates considered by NMS.
@@ -56,49 +95,112 @@ impl Detection {
             0.0
         }
     }
-
-    /// The same detection with every coordinate multiplied by (sx, sy).
-    fn scaled(&self, sx: f32, sy: f32) -> Detection {
-        let [x, y, w, h] = self.bbox;
-        Detection {
-            bbox: [x * sx, y * sy, w * sx, h * sy],
-            landmarks: self.landmarks.map(|[px, py]| [px * sx, py * sy]),
-            score: self.score,
-        }
-    }
 }
 
-/// How a photo was fitted into the detector's square input.
+/// Rekognition's minimum face size for a `width` x `height` photo: 40 pixels up to 1920x1080,
+/// proportionally more in larger photos.
+pub fn min_face_px(width: u32, height: u32) -> f32 {
+    let (long, short) = (width.max(height) as f32, width.min(height) as f32);
+    MIN_FACE_PX * (long / 1920.0).max(short / 1080.0).max(1.0)
+}
+
+/// One run of the detector over a photo: the photo scaled into the input, inside a border.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Letterbox {
-    /// Size of the scaled photo inside the 640x640 input (the rest is padding).
+pub struct Pass {
+    /// Size of the scaled photo inside the input.
     pub scaled_width: usize,
     pub scaled_height: usize,
+    /// Black border left and top (and at least as much right and bottom).
+    pub pad: usize,
+    /// The detector's input size: the scaled photo and its border, rounded up to
+    /// [`INPUT_ALIGN`].
+    pub input_width: usize,
+    pub input_height: usize,
     /// Original pixels per input pixel, per axis (the rounding of the scaled size makes them
     /// differ very slightly).
     pub to_original_x: f32,
     pub to_original_y: f32,
+    /// The widest face (photo pixels) this pass reports; wider ones are another pass's.
+    pub max_face_width: f32,
 }
 
-impl Letterbox {
-    /// Fit a `width` x `height` photo into the input, keeping its aspect ratio.
-    pub fn fit(width: u32, height: u32) -> Letterbox {
-        let side = INPUT_SIDE as f64;
-        let scale = (side / f64::from(width)).min(side / f64::from(height));
-        let scaled = |n: u32| ((f64::from(n) * scale).round() as usize).clamp(1, INPUT_SIDE);
+impl Pass {
+    /// A `width` x `height` photo scaled by `scale` (at most 1), with a border of `pad`.
+    pub fn new(width: u32, height: u32, scale: f32, pad: usize) -> Pass {
+        let scale = f64::from(scale.clamp(f32::MIN_POSITIVE, 1.0));
+        let scaled =
+            |n: u32| ((f64::from(n) * scale).round() as usize).clamp(1, (n as usize).max(1));
         let (scaled_width, scaled_height) = (scaled(width), scaled(height));
-        Letterbox {
+        let align = |n: usize| (n + 2 * pad).div_ceil(INPUT_ALIGN) * INPUT_ALIGN;
+        Pass {
             scaled_width,
             scaled_height,
+            pad,
+            input_width: align(scaled_width),
+            input_height: align(scaled_height),
             to_original_x: width as f32 / scaled_width as f32,
             to_original_y: height as f32 / scaled_height as f32,
+            max_face_width: f32::INFINITY,
+        }
+    }
+
+    /// The scale of the OpenCV reference's 640x640 letterbox (the longer side fitted to 640,
+    /// small photos enlarged), rounded exactly as before: the faces of this pass are the
+    /// reference's, landmarks and so embeddings included, which the similarity calibration
+    /// was measured on. The input is the scaled photo rounded up to [`INPUT_ALIGN`] rather
+    /// than padded to a square: the padding is black either way.
+    pub fn letterbox(width: u32, height: u32) -> Pass {
+        let side = LETTERBOX_SIDE as f64;
+        let scale = (side / f64::from(width.max(1))).min(side / f64::from(height.max(1)));
+        let scaled = |n: u32| ((f64::from(n) * scale).round() as usize).clamp(1, LETTERBOX_SIDE);
+        let (scaled_width, scaled_height) = (scaled(width), scaled(height));
+        let align = |n: usize| n.div_ceil(INPUT_ALIGN) * INPUT_ALIGN;
+        Pass {
+            scaled_width,
+            scaled_height,
+            pad: 0,
+            input_width: align(scaled_width),
+            input_height: align(scaled_height),
+            to_original_x: width as f32 / scaled_width as f32,
+            to_original_y: height as f32 / scaled_height as f32,
+            max_face_width: f32::INFINITY,
         }
     }
 
     /// A detection in input pixels, expressed in the original photo's pixels.
     pub fn to_original(&self, detection: &Detection) -> Detection {
-        detection.scaled(self.to_original_x, self.to_original_y)
+        let pad = self.pad as f32;
+        let [x, y, w, h] = detection.bbox;
+        let (sx, sy) = (self.to_original_x, self.to_original_y);
+        Detection {
+            bbox: [(x - pad) * sx, (y - pad) * sy, w * sx, h * sy],
+            landmarks: detection
+                .landmarks
+                .map(|[px, py]| [(px - pad) * sx, (py - pad) * sy]),
+            score: detection.score,
+        }
     }
+}
+
+/// The passes that search a `width` x `height` photo, in the order their faces win over the
+/// same face seen by a later pass: letterbox, fine (only where the letterbox would show the
+/// smallest face below [`MIN_FACE_INPUT_PX`]), coarse.
+pub fn passes(width: u32, height: u32) -> Vec<Pass> {
+    let letterbox = Pass::letterbox(width, height);
+    let mut passes = vec![letterbox];
+    let min_face = min_face_px(width, height);
+    if min_face / letterbox.to_original_x.max(letterbox.to_original_y) < MIN_FACE_INPUT_PX {
+        let fine = (MIN_FACE_INPUT_PX / min_face).min(1.0);
+        passes.push(Pass {
+            max_face_width: FINE_MAX_LETTERBOX_PX * letterbox.to_original_x,
+            ..Pass::new(width, height, fine, 0)
+        });
+    }
+    let long = width.max(height) as f32;
+    let coarse = (COARSE_SIDE / long).min(1.0);
+    let pad = (COARSE_PAD * long * coarse).round() as usize;
+    passes.push(Pass::new(width, height, coarse, pad));
+    passes
 }
 
 /// One bilinear tap along an axis: `out = src[i0] * (1 - w) + src[i1] * w`.
@@ -140,20 +242,22 @@ fn taps(src: usize, dst: usize) -> Vec<Tap> {
         .collect()
 }
 
-/// Build the detector's input: the photo resized (bilinear) into the top-left of a black
-/// 640x640 canvas, as planar B, G, R floats in 0-255.
-pub fn letterbox(image: &RgbImage) -> (Vec<f32>, Letterbox) {
+/// Fill `tensor` with the detector's input for `pass`: the photo resized (bilinear, rounded
+/// to 8 bits like OpenCV) inside its black border, as planar B, G, R floats in 0-255.
+/// `tensor` is reused between calls, so the hot path does not allocate.
+pub fn prepare(image: &RgbImage, pass: &Pass, tensor: &mut Vec<f32>) {
     let (width, height) = image.dimensions();
-    let fit = Letterbox::fit(width, height);
-    let plane = INPUT_SIDE * INPUT_SIDE;
-    let mut tensor = vec![0.0f32; 3 * plane];
-    let columns = taps(width as usize, fit.scaled_width);
-    let rows = taps(height as usize, fit.scaled_height);
+    let (input_width, plane) = (pass.input_width, pass.input_width * pass.input_height);
+    tensor.clear();
+    tensor.resize(3 * plane, 0.0);
+    let columns = taps(width as usize, pass.scaled_width);
+    let rows = taps(height as usize, pass.scaled_height);
     let raw = image.as_raw();
     let stride = width as usize * 3;
     for (y, row) in rows.iter().enumerate() {
         let top = &raw[row.i0 * stride..(row.i0 + 1) * stride];
         let bottom = &raw[row.i1 * stride..(row.i1 + 1) * stride];
+        let line = (y + pass.pad) * input_width + pass.pad;
         for (x, column) in columns.iter().enumerate() {
             for channel in 0..3 {
                 let at = |line: &[u8], i: usize| f32::from(line[i * 3 + channel]);
@@ -164,16 +268,17 @@ pub fn letterbox(image: &RgbImage) -> (Vec<f32>, Letterbox) {
                 // OpenCV resizes into 8-bit pixels before building the blob: round the same way.
                 let value = (upper + (lower - upper) * row.w).round();
                 // Planes are B, G, R: RGB channel 2 goes to plane 0.
-                tensor[(2 - channel) * plane + y * INPUT_SIDE + x] = value;
+                tensor[(2 - channel) * plane + line + x] = value;
             }
         }
     }
-    (tensor, fit)
 }
 
 /// The raw outputs of one stride: per grid cell, 1 cls, 1 obj, 4 bbox and 10 kps values.
 pub struct StrideOutput<'a> {
     pub stride: usize,
+    /// Grid columns: the input width / stride.
+    pub cols: usize,
     pub cls: &'a [f32],
     pub obj: &'a [f32],
     pub bbox: &'a [f32],
@@ -183,10 +288,9 @@ pub struct StrideOutput<'a> {
 /// Turn the grid predictions of one stride into candidate detections (input pixels), as
 /// OpenCV's `FaceDetectorYN::postProcess` does.
 pub fn decode_stride(output: &StrideOutput<'_>, candidates: &mut Vec<Detection>) {
-    let cols = INPUT_SIDE / output.stride;
-    let cells = cols * cols;
+    let cols = output.cols.max(1);
     let stride = output.stride as f32;
-    for index in 0..cells {
+    for index in 0..output.cls.len() {
         let (Some(&cls), Some(&obj)) = (output.cls.get(index), output.obj.get(index)) else {
             break;
         };
@@ -244,12 +348,47 @@ pub enum DetectError {
     MissingOutput(String),
 }
 
+thread_local! {
+    /// The input tensor of this thread's last detection, reused by the next.
+    static INPUT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Detect every face in `image`; coordinates in the image's pixels, best score first.
 pub fn detect(session: &mut Session, image: &RgbImage) -> Result<Vec<Detection>, DetectError> {
-    let (input, fit) = letterbox(image);
-    let tensor = TensorRef::from_array_view(([1usize, 3, INPUT_SIDE, INPUT_SIDE], &input[..]))?;
+    let (width, height) = image.dimensions();
+    let mut kept: Vec<Detection> = Vec::new();
+    for pass in passes(width, height) {
+        let mut found = Vec::new();
+        INPUT.with_borrow_mut(|input| run_pass(session, image, &pass, input, &mut found))?;
+        // NMS in input pixels, as OpenCV does, then in the photo's pixels. An earlier pass
+        // wins where two see the same face (see the module doc: the letterbox's landmarks
+        // are the reference's).
+        for detection in non_max_suppression(found, NMS_THRESHOLD, TOP_K) {
+            let detection = pass.to_original(&detection);
+            if detection.bbox[2] > pass.max_face_width {
+                continue;
+            }
+            if kept.iter().all(|k| k.iou(&detection) <= NMS_THRESHOLD) {
+                kept.push(detection);
+            }
+        }
+    }
+    kept.sort_by(|a, b| b.score.total_cmp(&a.score));
+    Ok(kept)
+}
+
+/// One pass of the detector: candidates in input pixels.
+fn run_pass(
+    session: &mut Session,
+    image: &RgbImage,
+    pass: &Pass,
+    input: &mut Vec<f32>,
+    candidates: &mut Vec<Detection>,
+) -> Result<(), DetectError> {
+    prepare(image, pass, input);
+    let shape = [1usize, 3, pass.input_height, pass.input_width];
+    let tensor = TensorRef::from_array_view((shape, &input[..]))?;
     let outputs = session.run(ort::inputs![tensor])?;
-    let mut candidates = Vec::new();
     for stride in STRIDES {
         let get = |head: &str| -> Result<&[f32], DetectError> {
             let name = format!("{head}_{stride}");
@@ -260,17 +399,15 @@ pub fn detect(session: &mut Session, image: &RgbImage) -> Result<Vec<Detection>,
         };
         let output = StrideOutput {
             stride,
+            cols: pass.input_width / stride,
             cls: get("cls")?,
             obj: get("obj")?,
             bbox: get("bbox")?,
             kps: get("kps")?,
         };
-        decode_stride(&output, &mut candidates);
+        decode_stride(&output, candidates);
     }
-    Ok(non_max_suppression(candidates, NMS_THRESHOLD, TOP_K)
-        .iter()
-        .map(|detection| fit.to_original(detection))
-        .collect())
+    Ok(())
 }
 
 #[cfg(test)]
@@ -321,15 +458,19 @@ mod tests {
     }
 
     #[test]
-    fn letterbox_fits_the_longer_side_and_maps_back() {
-        let landscape = Letterbox::fit(1920, 1080);
+    fn the_letterbox_pass_is_the_references_scale() {
+        let landscape = Pass::letterbox(1920, 1080);
         assert_eq!(
             (landscape.scaled_width, landscape.scaled_height),
             (640, 360)
         );
-        assert_eq!(landscape.to_original_x, 3.0);
-        assert_eq!(landscape.to_original_y, 3.0);
-        let portrait = Letterbox::fit(300, 600);
+        assert_eq!((landscape.input_width, landscape.input_height), (640, 384));
+        assert_eq!(
+            (landscape.to_original_x, landscape.to_original_y),
+            (3.0, 3.0)
+        );
+        // Small photos are enlarged, as the reference does.
+        let portrait = Pass::letterbox(300, 600);
         assert_eq!((portrait.scaled_width, portrait.scaled_height), (320, 640));
         // A point at input pixel (100, 200) is at (93.75, 187.5) in the 300x600 photo.
         let detection = boxed(100.0, 200.0, 32.0, 64.0, 0.95);
@@ -340,15 +481,65 @@ mod tests {
     }
 
     #[test]
-    fn letterbox_pads_with_black_and_swaps_to_bgr() {
+    fn the_fine_pass_keeps_the_smallest_face_visible_and_never_upscales() {
+        assert_eq!(min_face_px(640, 480), 40.0);
+        assert_eq!(min_face_px(1920, 1080), 40.0);
+        assert_eq!(min_face_px(3840, 2160), 80.0);
+        // A 1080x1080 photo: its short side is what exceeds 1080.
+        assert_eq!(min_face_px(2160, 2160), 80.0);
+        let all = passes(1920, 1080);
+        assert_eq!(all.len(), 3, "letterbox, fine, coarse");
+        let fine = all[1];
+        assert_eq!((fine.scaled_width, fine.scaled_height), (1248, 702));
+        assert_eq!((fine.input_width, fine.input_height), (1248, 704));
+        // It reports faces the letterbox shows below 52 pixels: 156 pixels of the photo.
+        assert_eq!(fine.max_face_width, 156.0);
+        assert_eq!(all[0].max_face_width, f32::INFINITY);
+        let fine = passes(3840, 2160)[1];
+        assert_eq!((fine.scaled_width, fine.scaled_height), (1248, 702));
+        // Where the letterbox shows a 40-pixel face at 26 pixels or more, no fine pass.
+        assert_eq!(passes(640, 480).len(), 2);
+        assert_eq!(passes(112, 112).len(), 2);
+        assert_eq!(passes(960, 960).len(), 2);
+        assert_eq!(passes(1000, 1000).len(), 3);
+        assert_eq!(Pass::new(100, 50, 3.0, 0).scaled_width, 100);
+    }
+
+    #[test]
+    fn the_coarse_pass_frames_the_whole_photo_and_maps_back() {
+        let coarse = passes(1920, 1080)[2];
+        assert_eq!((coarse.scaled_width, coarse.scaled_height), (160, 90));
+        assert_eq!(coarse.pad, 40);
+        assert_eq!((coarse.input_width, coarse.input_height), (256, 192));
+        // Input pixel (40 + 10, 40 + 20) is photo pixel (120, 240).
+        let detection = boxed(50.0, 60.0, 16.0, 8.0, 0.95);
+        assert_eq!(
+            coarse.to_original(&detection).bbox,
+            [120.0, 240.0, 192.0, 96.0]
+        );
+        let small = passes(112, 112)[1];
+        assert_eq!(
+            (small.scaled_width, small.pad, small.input_width),
+            (112, 28, 192)
+        );
+    }
+
+    #[test]
+    fn prepare_pads_with_black_and_swaps_to_bgr() {
         let image = RgbImage::from_pixel(64, 32, image::Rgb([10, 20, 30]));
-        let (tensor, fit) = letterbox(&image);
-        assert_eq!((fit.scaled_width, fit.scaled_height), (640, 320));
-        let plane = INPUT_SIDE * INPUT_SIDE;
-        let at = |p: usize, x: usize, y: usize| tensor[p * plane + y * INPUT_SIDE + x];
-        assert_eq!((at(0, 5, 5), at(1, 5, 5), at(2, 5, 5)), (30.0, 20.0, 10.0));
-        assert_eq!((at(0, 639, 319), at(2, 639, 319)), (30.0, 10.0));
-        assert_eq!((at(0, 5, 320), at(1, 600, 639)), (0.0, 0.0));
+        let pass = Pass::new(64, 32, 1.0, 8);
+        assert_eq!((pass.input_width, pass.input_height), (96, 64));
+        let mut tensor = vec![7.0; 5];
+        prepare(&image, &pass, &mut tensor);
+        let plane = 96 * 64;
+        assert_eq!(tensor.len(), 3 * plane);
+        let at = |p: usize, x: usize, y: usize| tensor[p * plane + y * 96 + x];
+        assert_eq!((at(0, 8, 8), at(1, 8, 8), at(2, 8, 8)), (30.0, 20.0, 10.0));
+        assert_eq!((at(0, 71, 39), at(2, 71, 39)), (30.0, 10.0));
+        assert_eq!(
+            (at(0, 7, 8), at(0, 72, 8), at(1, 8, 40), at(2, 95, 63)),
+            (0.0, 0.0, 0.0, 0.0)
+        );
     }
 
     #[test]
@@ -381,6 +572,7 @@ mod tests {
         decode_stride(
             &StrideOutput {
                 stride: 32,
+                cols: 20,
                 cls: &cls,
                 obj: &obj,
                 bbox: &bbox,

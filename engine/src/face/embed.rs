@@ -24,23 +24,38 @@ pub enum EmbedError {
 
 /// The SFace input blob for one aligned face.
 pub fn input_blob(face: &AlignedFace) -> Vec<f32> {
+    let mut blob = Vec::new();
+    fill_blob(face, &mut blob);
+    blob
+}
+
+/// Write the blob of `face` into `blob` (reused between calls: no allocation once sized).
+/// Every element is overwritten, so the previous face's values never leak into this one.
+fn fill_blob(face: &AlignedFace, blob: &mut Vec<f32>) {
     let plane = ALIGNED_SIDE * ALIGNED_SIDE;
-    let mut blob = vec![0.0f32; 3 * plane];
+    blob.resize(3 * plane, 0.0);
     for (i, rgb) in face.pixels.chunks_exact(3).enumerate() {
         for (channel, &value) in rgb.iter().enumerate() {
             blob[channel * plane + i] = f32::from(value);
         }
     }
-    blob
+}
+
+thread_local! {
+    /// This thread's input blob, reused by its next embedding.
+    static BLOB: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Embed one aligned face.
 pub fn embed(session: &mut Session, face: &AlignedFace) -> Result<Embedding, EmbedError> {
-    let blob = input_blob(face);
-    let tensor = TensorRef::from_array_view(([1usize, 3, ALIGNED_SIDE, ALIGNED_SIDE], &blob[..]))?;
-    let outputs = session.run(ort::inputs![tensor])?;
-    let (_, values) = outputs[0].try_extract_tensor::<f32>()?;
-    Embedding::normalised(values)
+    BLOB.with_borrow_mut(|blob| {
+        fill_blob(face, blob);
+        let shape = [1usize, 3, ALIGNED_SIDE, ALIGNED_SIDE];
+        let tensor = TensorRef::from_array_view((shape, &blob[..]))?;
+        let outputs = session.run(ort::inputs![tensor])?;
+        let (_, values) = outputs[0].try_extract_tensor::<f32>()?;
+        Embedding::normalised(values)
+    })
 }
 
 impl Embedding {

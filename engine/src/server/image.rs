@@ -16,6 +16,10 @@ pub const MAX_INLINE_IMAGE_BYTES: usize = 5 * 1024 * 1024;
 /// Rekognition's limit for images read from S3.
 pub const MAX_S3_IMAGE_BYTES: usize = 15 * 1024 * 1024;
 
+/// What Rekognition answers when it cannot read an `S3Object`.
+pub const S3_UNREADABLE: &str =
+    "Unable to get object metadata from S3. Check object key, region and/or access permissions.";
+
 /// `Image`: exactly one of `Bytes` (base64 in JSON) or `S3Object`.
 #[derive(Deserialize, Debug)]
 #[serde(rename_all = "PascalCase")]
@@ -84,10 +88,11 @@ impl ImageReader {
                 "{field}.S3Object needs Bucket and Name"
             )));
         };
+        // Rekognition's own sentence: the object store's answer (headers, request ids, XML)
+        // is for the operator's log, never for the caller.
         let unreadable = |detail: String| {
-            ApiError::InvalidS3Object(format!(
-                "Unable to get object metadata from S3. Check object key, region and/or access permissions. (s3://{bucket}/{key}: {detail})"
-            ))
+            tracing::info!(%bucket, %key, %detail, "S3 object unreadable");
+            ApiError::InvalidS3Object(S3_UNREADABLE.into())
         };
         let output = self
             .s3
@@ -99,21 +104,17 @@ impl ImageReader {
             .await
             .map_err(|e| {
                 use aws_sdk_s3::error::SdkError;
+                let detail = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
                 match &e {
                     // The object store answered: missing object, bucket, version or access.
-                    SdkError::ServiceError(_) => {
-                        unreadable(aws_sdk_s3::error::DisplayErrorContext(&e).to_string())
-                    }
+                    SdkError::ServiceError(_) => unreadable(detail),
                     // We could not reach it at all: our problem, not the caller's.
-                    _ => ApiError::Internal(format!(
-                        "S3 unreachable: {}",
-                        aws_sdk_s3::error::DisplayErrorContext(&e)
-                    )),
+                    _ => ApiError::Internal(format!("S3 unreachable: {detail}")),
                 }
             })?;
         let too_large = || {
             ApiError::ImageTooLarge(format!(
-                "S3 object is larger than {MAX_S3_IMAGE_BYTES} bytes"
+                "Image size is too large: S3 images are limited to {MAX_S3_IMAGE_BYTES} bytes."
             ))
         };
         if output
@@ -158,7 +159,7 @@ fn decode_inline(encoded: &str, field: &str) -> Result<Vec<u8>, ApiError> {
 
 fn too_large_inline() -> ApiError {
     ApiError::ImageTooLarge(format!(
-        "Image size is too large: inline images are limited to {MAX_INLINE_IMAGE_BYTES} bytes"
+        "Image size is too large: inline images are limited to {MAX_INLINE_IMAGE_BYTES} bytes."
     ))
 }
 

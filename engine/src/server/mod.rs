@@ -4,7 +4,9 @@
 //! ([`ops`]); `GET /healthz` says the engine is up. Requests are bounded: at most
 //! `max_concurrent_requests` run at once (the rest wait), and a body larger than
 //! `max_body_bytes` is refused as `ImageTooLargeException` (images are what make bodies big).
+//! Every API request must carry a valid AWS Signature V4 ([`auth`]); the health check needs none.
 
+pub mod auth;
 pub mod error;
 pub mod image;
 pub mod ops;
@@ -19,7 +21,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
@@ -37,6 +39,8 @@ pub struct EngineState {
     /// For the collection ARNs.
     pub region: String,
     pub max_body_bytes: usize,
+    /// Checks every request's signature.
+    pub verifier: auth::Verifier,
 }
 
 /// The HTTP routes over `state`.
@@ -66,22 +70,36 @@ pub async fn serve(
 
 async fn rekognition(
     State(state): State<Arc<EngineState>>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let operation = match protocol::operation(&headers) {
-        Ok(op) => op.to_owned(),
-        Err(e) => return e.into_response(),
-    };
     let body = match axum::body::to_bytes(body, state.max_body_bytes).await {
         Ok(body) => body,
         Err(_) => {
             return ApiError::ImageTooLarge(format!(
-                "the request body is larger than {} bytes (or was cut off)",
+                "Image size is too large: request bodies are limited to {} bytes.",
                 state.max_body_bytes
             ))
             .into_response();
         }
+    };
+    // The signature covers the body, so it is checked once the body is read, before anything
+    // else happens.
+    if let Err(refused) = state.verifier.verify(
+        method.as_str(),
+        &uri,
+        &headers,
+        &body,
+        std::time::SystemTime::now(),
+    ) {
+        tracing::info!(reason = ?refused, "unauthenticated request refused");
+        return ApiError::from(refused).into_response();
+    }
+    let operation = match protocol::operation(&headers) {
+        Ok(op) => op.to_owned(),
+        Err(e) => return e.into_response(),
     };
     let started = std::time::Instant::now();
     let result = ops::dispatch(&state, &operation, &body).await;

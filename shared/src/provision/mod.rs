@@ -76,6 +76,13 @@ impl ProvisionArgs {
 /// sign-up confirmed without email (the local stack sends none), and every sign-in setting
 /// this process was given (`vars`), so the function decides as a `facegate verifier` here would.
 /// Never the verifier's bearer token: the function does not serve HTTP.
+///
+/// The function also gets the key pair to sign its Rekognition calls with
+/// (`FACEGATE_REKOGNITION_*`): the emulator starts it with `AWS_ACCESS_KEY_ID` set to the
+/// account id (a reserved variable it cannot be given), and the local engine checks every
+/// signature against its own pair, which is this process's (`--rekognition-*`, else
+/// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, else `test` / `test`, as the engine's own
+/// default picks).
 pub fn trigger_environment(
     aws: &AwsSettings,
     stack: &StackSettings,
@@ -117,13 +124,35 @@ pub fn trigger_environment(
             env.insert(variable.into(), url);
         }
     }
+    let mut aws_key = None;
+    let mut aws_secret = None;
     for (name, value) in vars {
+        match name.as_str() {
+            "AWS_ACCESS_KEY_ID" if !value.is_empty() => aws_key = Some(value.clone()),
+            "AWS_SECRET_ACCESS_KEY" if !value.is_empty() => aws_secret = Some(value.clone()),
+            _ => {}
+        }
         if name == "RUST_LOG" || FORWARDED.iter().any(|p| name.starts_with(p)) {
             env.insert(name, value);
         }
     }
+    let (key, secret) = match (
+        &aws.rekognition_access_key_id,
+        &aws.rekognition_secret_access_key,
+    ) {
+        (Some(key), Some(secret)) => (key.clone(), secret.clone()),
+        _ => (
+            aws_key.unwrap_or_else(|| LOCAL_KEY.into()),
+            aws_secret.unwrap_or_else(|| LOCAL_KEY.into()),
+        ),
+    };
+    env.insert("FACEGATE_REKOGNITION_ACCESS_KEY_ID".into(), key);
+    env.insert("FACEGATE_REKOGNITION_SECRET_ACCESS_KEY".into(), secret);
     env
 }
+
+/// The key pair facegate's local clients sign with when the environment names none.
+const LOCAL_KEY: &str = "test";
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -396,5 +425,37 @@ mod tests {
                 "{hidden} must not reach the function"
             );
         }
+        // No keys in this process: the local default, which the engine checks against too.
+        assert_eq!(env["FACEGATE_REKOGNITION_ACCESS_KEY_ID"], "test");
+        assert_eq!(env["FACEGATE_REKOGNITION_SECRET_ACCESS_KEY"], "test");
+    }
+
+    #[test]
+    fn the_trigger_function_signs_rekognition_calls_as_this_process_does() {
+        let stack = StackSettings::with_prefix("demo".parse().unwrap());
+        let vars = || {
+            [
+                ("AWS_ACCESS_KEY_ID", "AKIDLOCAL"),
+                ("AWS_SECRET_ACCESS_KEY", "s3cret"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into_iter()
+        };
+        let env = trigger_environment(&AwsSettings::local(), &stack, vars());
+        assert_eq!(env["FACEGATE_REKOGNITION_ACCESS_KEY_ID"], "AKIDLOCAL");
+        assert_eq!(env["FACEGATE_REKOGNITION_SECRET_ACCESS_KEY"], "s3cret");
+        // The reserved AWS variables themselves are the emulator's to set.
+        assert!(!env.contains_key("AWS_ACCESS_KEY_ID"));
+        let configured = AwsSettings {
+            rekognition_access_key_id: Some("engine-key".into()),
+            rekognition_secret_access_key: Some("engine-secret".into()),
+            ..AwsSettings::local()
+        };
+        let env = trigger_environment(&configured, &stack, vars());
+        assert_eq!(env["FACEGATE_REKOGNITION_ACCESS_KEY_ID"], "engine-key");
+        assert_eq!(
+            env["FACEGATE_REKOGNITION_SECRET_ACCESS_KEY"],
+            "engine-secret"
+        );
     }
 }
