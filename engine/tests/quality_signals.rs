@@ -53,10 +53,19 @@ fn photos(folder: &str) -> Vec<PathBuf> {
     paths
 }
 
+/// The head-turn frames the pose reference (`pose_reference.json`) covers: one way, frontal,
+/// far the other way and back. (The folder holds the whole clip for the liveness tests,
+/// including frames of a group where more than one face shows.)
+const CLIP_FRAMES: &[&str] = &["0084", "0096", "0111", "0135", "0150", "0159"];
+
 /// The labelled photos and the head-turn frames.
 fn faces() -> Vec<PathBuf> {
     let mut all = photos("faces");
-    all.extend(photos("faces/clip"));
+    all.extend(
+        CLIP_FRAMES
+            .iter()
+            .map(|n| fixtures().join(format!("faces/clip/frame_{n}.jpg"))),
+    );
     assert!(all.len() >= 19, "{all:?}");
     all
 }
