@@ -40,6 +40,8 @@ const STEP_WITHIN: Duration = Duration::from_secs(45);
 /// The fake camera's frame size.
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 480;
+/// The fake camera's loop: 6 s at 10 frames/s, each frame different.
+const CAMERA_FRAMES: usize = 60;
 
 fn free_ports<const N: usize>() -> [u16; N] {
     let listeners: Vec<_> = (0..N)
@@ -460,9 +462,16 @@ fn y4m(photo: &DynamicImage, path: &Path) {
         }
     }
     let mut out = format!("YUV4MPEG2 W{WIDTH} H{HEIGHT} F10:1 Ip A1:1 C420jpeg\n").into_bytes();
-    for _ in 0..5 {
+    // Every frame with a sensor noise of its own (one pixel in 97, a different set per frame),
+    // as a real camera's frames are never the same bytes twice: without it every capture was
+    // one JPEG, and the engine's cache of recent analyses answered the benchmark's sign-ins.
+    for n in 0..CAMERA_FRAMES {
         out.extend_from_slice(b"FRAME\n");
-        out.extend_from_slice(&luma);
+        let mut noisy = luma.clone();
+        for pixel in noisy.iter_mut().skip(n).step_by(97) {
+            *pixel = pixel.saturating_add(12);
+        }
+        out.extend_from_slice(&noisy);
         out.extend_from_slice(&cb);
         out.extend_from_slice(&cr);
     }
@@ -865,9 +874,13 @@ async fn bench_face_sign_in_in_the_browser() {
     let log_from = std::fs::metadata(&dev.log).map_or(0, |m| m.len() as usize);
     let runs = 20;
     let mut parts: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
-    for _ in 0..runs {
+    for run in 0..runs {
         browser.open(&dev.web_url).await;
         browser.start_face_sign_in(&user).await;
+        // The fake camera starts its loop again with every page: capture at a different
+        // moment each run, so each run's photo is a frame of its own (new bytes, as a real
+        // camera's; the same bytes again would be answered by the engine's cache).
+        tokio::time::sleep(Duration::from_millis(150 * run as u64)).await;
         browser.click("#capture").await;
         browser
             .wait_text("signed-in-user", &user, STEP_WITHIN)
@@ -888,6 +901,11 @@ async fn bench_face_sign_in_in_the_browser() {
     // Each Verify makes one DetectFaces and one SearchFacesByImage; nothing else calls the
     // engine while the runs go (registration is over).
     let calls = engine_calls(&dev.log, log_from);
+    let cached = calls
+        .iter()
+        .filter(|(op, ms)| op == "DetectFaces" && *ms < 5.0)
+        .count();
+    println!("DetectFaces answered in under 5 ms (a repeated photo, from the cache): {cached}");
     let face: Vec<f64> = calls
         .iter()
         .filter(|(op, _)| op == "DetectFaces")
