@@ -8,32 +8,14 @@
 //!
 //! Needs `scripts/setup.sh` (models in .facegate/models, ONNX Runtime in .venv).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{models, workspace_root};
 use std::sync::OnceLock;
 
-use facegate_engine::face::{self, BoundingBox, FaceModels, ModelSettings};
+use facegate_engine::face::{self, BoundingBox};
 use image::imageops::FilterType;
 use image::{DynamicImage, GenericImage, Rgb, RgbImage};
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the engine crate sits in the workspace")
-        .to_path_buf()
-}
-
-fn models() -> &'static FaceModels {
-    static MODELS: OnceLock<FaceModels> = OnceLock::new();
-    MODELS.get_or_init(|| {
-        let root = workspace_root();
-        let settings = ModelSettings {
-            models_dir: root.join(".facegate/models"),
-            ort_dylib_path: face::find_onnxruntime(&root),
-            workers: 2,
-        };
-        FaceModels::load(&settings).expect("models load (run scripts/setup.sh first)")
-    })
-}
 
 /// Every labelled photo, with its one face's box (in ratios) as the engine finds it.
 struct Labelled {

@@ -4,37 +4,16 @@
 //!
 //! Needs `scripts/setup.sh` to have run (models in .facegate/models, ONNX Runtime in .venv).
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+mod common;
 
-use facegate_engine::face::{
-    self, FaceModels, ImageAnalysis, ImageError, ModelSettings, calibration, similarity,
-};
+use common::{models, workspace_root};
+use std::path::PathBuf;
+
+use facegate_engine::face::{self, ImageAnalysis, ImageError, calibration, similarity};
 use image::{DynamicImage, GenericImageView, ImageEncoder, RgbImage};
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the engine crate sits in the workspace")
-        .to_path_buf()
-}
 
 fn fixtures() -> PathBuf {
     workspace_root().join("tests/fixtures/faces")
-}
-
-/// The CLI's defaults, resolved from the workspace root (tests run in the crate's folder).
-fn models() -> &'static FaceModels {
-    static MODELS: OnceLock<FaceModels> = OnceLock::new();
-    MODELS.get_or_init(|| {
-        let root = workspace_root();
-        let settings = ModelSettings {
-            models_dir: root.join(".facegate/models"),
-            ort_dylib_path: face::find_onnxruntime(&root),
-            workers: 2,
-        };
-        FaceModels::load(&settings).expect("models load (run scripts/setup.sh first)")
-    })
 }
 
 fn photo(name: &str) -> Vec<u8> {

@@ -7,35 +7,17 @@
 //! `cargo test -p facegate-engine --test quality_signals -- --nocapture` prints the figures
 //! engine/CALIBRATION.md quotes.
 
+mod common;
+
+use common::{models, workspace_root};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use facegate_engine::face::variants::{self, Change};
-use facegate_engine::face::{self, Face, FaceModels, ModelSettings, measure};
+use facegate_engine::face::{Face, measure};
 use image::ImageEncoder;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the engine crate sits in the workspace")
-        .to_path_buf()
-}
 
 fn fixtures() -> PathBuf {
     workspace_root().join("tests/fixtures")
-}
-
-fn models() -> &'static FaceModels {
-    static MODELS: OnceLock<FaceModels> = OnceLock::new();
-    MODELS.get_or_init(|| {
-        let root = workspace_root();
-        let settings = ModelSettings {
-            models_dir: root.join(".facegate/models"),
-            ort_dylib_path: face::find_onnxruntime(&root),
-            workers: 2,
-        };
-        FaceModels::load(&settings).expect("models load (run scripts/setup.sh first)")
-    })
 }
 
 fn read(path: &Path) -> Vec<u8> {
