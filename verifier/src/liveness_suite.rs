@@ -17,6 +17,10 @@
 //! - `reused-frames`: the frames of the user's last genuine sign-in, sent again;
 //! - `re-encoded-frames`: the same, each re-encoded as JPEG at quality 85.
 //!
+//! A sequence may ask for a step twice (`left,centre,left`); the photo attacks then move the
+//! picture a little for the repeat, as a hand would, so they meet the check aimed at them and
+//! not the replay check.
+//!
 //! Every attack kind runs against a user of its own (registered straight into the collection,
 //! not through the pipeline, so several accounts can hold the same face), except the two
 //! replays, which must follow the user's own genuine sign-in. No alerts worker runs, so no
@@ -33,7 +37,7 @@ use image::{ImageEncoder, RgbImage};
 use crate::bench::register_active;
 use crate::client::fresh_copy;
 use crate::cognito_app::{Answered, AppError, CognitoApp, FaceChallenge, Uploads};
-use crate::liveness::{Sequence, Step};
+use crate::liveness::{Frame, Sequence, Step};
 
 /// `facegate bench liveness`.
 #[derive(clap::Args, Clone, Debug)]
@@ -164,7 +168,8 @@ impl Clip {
         })
     }
 
-    fn pool(&self, step: Step) -> &[Bytes] {
+    /// The frames that show `step`.
+    pub fn pool(&self, step: Step) -> &[Bytes] {
         match step {
             Step::Centre => &self.centre,
             Step::Left => &self.left,
@@ -227,6 +232,41 @@ pub fn tilt(image: &RgbImage, degrees: f32) -> RgbImage {
         }
         *image.get_pixel(px as u32, py as u32)
     })
+}
+
+/// The frames with each repeat of an earlier one zoomed a little (the held picture moved
+/// towards the camera), until the verifier's replay check no longer sees one picture twice.
+/// A sequence may ask for a step twice (`left,centre,left`); without this, the photo attacks
+/// would be refused as replays on those draws and never reach the check they are aimed at.
+fn moved_between_steps(frames: Vec<Bytes>) -> Result<Vec<Bytes>, SuiteError> {
+    let mut out: Vec<Frame> = Vec::with_capacity(frames.len());
+    for bytes in frames {
+        let mut frame =
+            Frame::decode(bytes).ok_or_else(|| SuiteError::Setup("an attack frame".into()))?;
+        let original = decode(&frame.bytes, "an attack frame")?;
+        let mut zoom = 1.0f32;
+        while out
+            .iter()
+            .any(|earlier| earlier.fingerprint.is_near(&frame.fingerprint))
+        {
+            zoom += 0.03;
+            if zoom > 1.5 {
+                return Err(SuiteError::Setup("an attack frame stays a replay".into()));
+            }
+            frame = Frame::decode(jpeg(&zoomed(&original, zoom), 92))
+                .ok_or_else(|| SuiteError::Setup("a zoomed attack frame".into()))?;
+        }
+        out.push(frame);
+    }
+    Ok(out.into_iter().map(|f| f.bytes).collect())
+}
+
+/// The centre of `image` enlarged by `zoom`, at the image's own size.
+fn zoomed(image: &RgbImage, zoom: f32) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let (cw, ch) = ((w as f32 / zoom) as u32, (h as f32 / zoom) as u32);
+    let centre = image::imageops::crop_imm(image, (w - cw) / 2, (h - ch) / 2, cw, ch).to_image();
+    image::imageops::resize(&centre, w, h, image::imageops::FilterType::Triangle)
 }
 
 /// One kind's outcome.
@@ -381,7 +421,7 @@ impl Suite<'_> {
             "tilted-photo" => {
                 let photo = self.camera.frame(Step::Centre);
                 let flat = decode(&photo, "a clip frame")?;
-                steps
+                let frames = steps
                     .steps()
                     .iter()
                     .map(|step| match step {
@@ -389,26 +429,30 @@ impl Suite<'_> {
                         Step::Left => jpeg(&tilt(&flat, -55.0), 92),
                         Step::Right => jpeg(&tilt(&flat, 55.0), 92),
                     })
-                    .collect()
+                    .collect();
+                moved_between_steps(frames)?
             }
             "wrong-order" => {
                 let mut shifted: Vec<Step> = steps.steps().to_vec();
                 shifted.rotate_left(1);
                 shifted.iter().map(|s| self.camera.frame(*s)).collect()
             }
-            "two-people" => steps
-                .steps()
-                .iter()
-                .map(|step| match step {
-                    Step::Centre => self.camera.frame(Step::Centre),
-                    Step::Left => self.clip.stranger_left.clone(),
-                    Step::Right => {
-                        let face = decode(&self.clip.stranger_left, "the stranger")
-                            .map(|i| jpeg(&image::imageops::flip_horizontal(&i), 92));
-                        face.unwrap_or_default()
-                    }
-                })
-                .collect(),
+            "two-people" => {
+                let frames = steps
+                    .steps()
+                    .iter()
+                    .map(|step| match step {
+                        Step::Centre => self.camera.frame(Step::Centre),
+                        Step::Left => self.clip.stranger_left.clone(),
+                        Step::Right => {
+                            let face = decode(&self.clip.stranger_left, "the stranger")
+                                .map(|i| jpeg(&image::imageops::flip_horizontal(&i), 92));
+                            face.unwrap_or_default()
+                        }
+                    })
+                    .collect();
+                moved_between_steps(frames)?
+            }
             "after-window" => {
                 let frames = self.camera.frames(&steps);
                 self.app
@@ -550,4 +594,24 @@ pub async fn run(
         kinds.push(report);
     }
     Ok(SuiteReport { kinds, users })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_attack_frame_is_moved_until_it_is_no_replay() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/faces/clip");
+        let photo =
+            Bytes::from(read(&dir.join(format!("frame_{:04}.jpg", CENTRE_FRAMES[0]))).unwrap());
+        let frames =
+            moved_between_steps(vec![photo.clone(), photo.clone(), photo.clone()]).unwrap();
+        assert_eq!(frames[0], photo, "a first frame is left as it is");
+        let prints: Vec<_> = frames
+            .into_iter()
+            .map(|f| Frame::decode(f).unwrap().fingerprint)
+            .collect();
+        assert!(!crate::liveness::any_replayed(&prints, &[]));
+    }
 }
