@@ -26,6 +26,8 @@ use common::pipeline::{fixture, two_faces_jpeg, workspace_root};
 use facegate_shared::user_pool::UserPool;
 use facegate_verifier::client::{StatusCode, VerifierClient};
 use facegate_verifier::cognito_app::CognitoApp;
+use facegate_verifier::liveness::Step;
+use facegate_verifier::liveness_suite::Clip;
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use image::DynamicImage;
@@ -40,7 +42,7 @@ const STEP_WITHIN: Duration = Duration::from_secs(45);
 /// The fake camera's frame size.
 const WIDTH: u32 = 640;
 const HEIGHT: u32 = 480;
-/// The fake camera's loop: 6 s at 10 frames/s, each frame different.
+/// The photo camera's loop: 6 s at 10 frames/s, each frame different.
 const CAMERA_FRAMES: usize = 60;
 
 fn free_ports<const N: usize>() -> [u16; N] {
@@ -409,6 +411,46 @@ impl Browser {
         self.camera_ready().await;
     }
 
+    /// Liveness: presses Capture for each step the page asks, at the moment the head-turn
+    /// camera starts showing the pose (its marker turns to the step's colour). The marker is
+    /// read and the button pressed in one script, so the frame captured is the one read.
+    /// Returns the steps pressed, in order.
+    async fn follow_steps(&self) -> Vec<String> {
+        const PRESS_AT_POSE_START: &str = r#"
+            const button = document.getElementById("capture");
+            const want = button.dataset.step;
+            if (!want || button.disabled || button.hidden) { window.fgSeen = null; return null; }
+            const canvas = document.createElement("canvas");
+            canvas.width = 16; canvas.height = 16;
+            const g = canvas.getContext("2d", { willReadFrequently: true });
+            g.drawImage(document.getElementById("preview"), 0, 0, 16, 16, 0, 0, 16, 16);
+            const [r, gr, b] = g.getImageData(8, 8, 1, 1).data;
+            const seen = r > 150 && gr < 110 && b < 110 ? "centre"
+              : gr > 150 && r < 110 && b < 110 ? "left"
+              : b > 150 && r < 110 && gr < 110 ? "right" : "none";
+            const before = window.fgSeen;
+            window.fgSeen = seen;
+            if (seen === want && before && before !== want) { button.click(); return want; }
+            return null;
+        "#;
+        let mut pressed = Vec::new();
+        let deadline = Instant::now() + STEP_WITHIN;
+        while pressed.len() < 3 {
+            let answer = self.client.execute(PRESS_AT_POSE_START, vec![]).await;
+            if let Ok(Value::String(step)) = answer {
+                self.shot(&format!("liveness-step-{}-{step}", pressed.len() + 1))
+                    .await;
+                pressed.push(step);
+            }
+            if Instant::now() > deadline {
+                let what = format!("waited {STEP_WITHIN:?} for the steps (pressed {pressed:?})");
+                panic!("{}", self.failure(&what).await);
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        pressed
+    }
+
     async fn erase(&self, user: &str) {
         self.click("#erase").await;
         self.shot(&format!("{user}-erase-confirm")).await;
@@ -423,17 +465,21 @@ impl Browser {
 
 // --- The fake camera -----------------------------------------------------------------------
 
-/// `photo` centred on a grey 640x480 frame, as Chromium's fake camera plays it: YUV4MPEG2,
-/// 4:2:0 (BT.601, studio range), a few identical frames (the file loops).
-fn y4m(photo: &DynamicImage, path: &Path) {
+/// `photo` centred on a grey 640x480 frame.
+fn on_grey(photo: &DynamicImage) -> image::RgbImage {
     let fitted = photo.resize(WIDTH, HEIGHT, image::imageops::FilterType::Triangle);
     let mut frame = image::RgbImage::from_pixel(WIDTH, HEIGHT, image::Rgb([128, 128, 128]));
     let (x, y) = ((WIDTH - fitted.width()) / 2, (HEIGHT - fitted.height()) / 2);
     image::imageops::overlay(&mut frame, &fitted.to_rgb8(), x.into(), y.into());
+    frame
+}
+
+/// One 640x480 frame as YUV 4:2:0 planes (BT.601, studio range), as the y4m file holds them.
+fn yuv420(frame: &image::RgbImage) -> Vec<u8> {
     let (w, h) = (WIDTH as usize, HEIGHT as usize);
-    let mut luma = vec![0u8; w * h];
-    let mut cb = vec![0u8; w * h / 4];
-    let mut cr = vec![0u8; w * h / 4];
+    let mut planes = vec![0u8; w * h * 3 / 2];
+    let (luma, chroma) = planes.split_at_mut(w * h);
+    let (cb, cr) = chroma.split_at_mut(w * h / 4);
     let rgb = |px: usize, py: usize| {
         let p = frame.get_pixel(px as u32, py as u32).0;
         (
@@ -461,27 +507,75 @@ fn y4m(photo: &DynamicImage, path: &Path) {
             cr[cy * w / 2 + cx] = (128.0 + 112.0 * r - 93.786 * g - 18.214 * b).round() as u8;
         }
     }
-    let mut out = format!("YUV4MPEG2 W{WIDTH} H{HEIGHT} F10:1 Ip A1:1 C420jpeg\n").into_bytes();
-    // Every frame with a sensor noise of its own (one pixel in 97, a different set per frame),
-    // as a real camera's frames are never the same bytes twice: without it every capture was
-    // one JPEG, and the engine's cache of recent analyses answered the benchmark's sign-ins.
-    for n in 0..CAMERA_FRAMES {
+    planes
+}
+
+/// A YUV4MPEG2 file as Chromium's fake camera plays it (looping), `fps` frames a second.
+/// Every frame gets a sensor noise of its own (one pixel in 97, a different set per frame), as
+/// a real camera's frames are never the same bytes twice: without it every capture was one
+/// JPEG, and the engine's cache of recent analyses answered the benchmark's sign-ins.
+fn write_y4m(path: &Path, fps: u32, frames: &[Vec<u8>]) {
+    let mut out = format!("YUV4MPEG2 W{WIDTH} H{HEIGHT} F{fps}:1 Ip A1:1 C420jpeg\n").into_bytes();
+    let luma = (WIDTH * HEIGHT) as usize;
+    for (n, planes) in frames.iter().enumerate() {
         out.extend_from_slice(b"FRAME\n");
-        let mut noisy = luma.clone();
-        for pixel in noisy.iter_mut().skip(n).step_by(97) {
+        let mut noisy = planes.clone();
+        for pixel in noisy[..luma].iter_mut().skip(n % 97).step_by(97) {
             *pixel = pixel.saturating_add(12);
         }
         out.extend_from_slice(&noisy);
-        out.extend_from_slice(&cb);
-        out.extend_from_slice(&cr);
     }
     std::fs::write(path, out).expect("the .y4m file is written");
 }
 
+/// A camera showing one photo: 6 s at 10 frames/s.
 fn camera_file(dir: &Path, name: &str, photo: &[u8]) -> PathBuf {
     let image = image::load_from_memory(photo).expect("the photo decodes");
     let path = dir.join(format!("{name}.y4m"));
-    y4m(&image, &path);
+    write_y4m(&path, 10, &vec![yuv420(&on_grey(&image)); CAMERA_FRAMES]);
+    path
+}
+
+/// Seconds each pose of the head-turn camera is held.
+const POSE_SECONDS: u32 = 1;
+const POSE_FPS: u32 = 5;
+/// Rounds of centre, left, right in the head-turn camera's loop, each from other clip frames.
+const POSE_ROUNDS: usize = 4;
+
+/// The colour of the head-turn camera's marker for a pose: a 16-pixel square in the frame's
+/// top-left corner (in the grey band above the clip's 16:9 picture), so the test can press
+/// Capture when the asked pose is on screen, as a person would.
+fn marker(step: Step) -> image::Rgb<u8> {
+    match step {
+        Step::Centre => image::Rgb([220, 30, 30]),
+        Step::Left => image::Rgb([30, 200, 30]),
+        Step::Right => image::Rgb([30, 30, 220]),
+    }
+}
+
+/// A camera playing the real head-turn clip's frames by pose: rounds of centre, left (the
+/// person's own right) and right (the mirrored left frames), each pose held [`POSE_SECONDS`],
+/// each frame marked with its pose's colour. No round repeats a frame of another, so two
+/// steps of one pose in a sequence get different frames (the verifier refuses repeats).
+fn head_turn_camera(dir: &Path, clip: &Clip) -> PathBuf {
+    let per_pose = (POSE_SECONDS * POSE_FPS) as usize;
+    let mut frames = Vec::new();
+    for round in 0..POSE_ROUNDS {
+        for step in [Step::Centre, Step::Left, Step::Right] {
+            let pool = clip.pool(step);
+            for j in 0..per_pose {
+                let bytes = &pool[(round * per_pose + j) % pool.len()];
+                let photo = image::load_from_memory(bytes).expect("a clip frame decodes");
+                let mut frame = on_grey(&photo);
+                for (x, y) in (0..16).flat_map(|x| (0..16).map(move |y| (x, y))) {
+                    frame.put_pixel(x, y, marker(step));
+                }
+                frames.push(yuv420(&frame));
+            }
+        }
+    }
+    let path = dir.join("head-turn.y4m");
+    write_y4m(&path, POSE_FPS, &frames);
     path
 }
 
@@ -524,6 +618,7 @@ impl Dev {
             "FACEGATE_DEDUP_THRESHOLD",
             "FACEGATE_VERIFY_THRESHOLD",
             "FACEGATE_SIGNIN_POLICY",
+            "FACEGATE_LIVENESS_POLICY",
             "FACEGATE_VERIFIER_CORS_ORIGIN",
             "AWS_ENDPOINT_URL_REKOGNITION",
         ] {
@@ -743,6 +838,87 @@ async fn a_person_signs_up_registers_and_signs_in_with_the_camera() {
         registrations_status(&dev, &alice).await,
         StatusCode::NOT_FOUND
     );
+    browser.close().await;
+
+    dev.stop().await;
+}
+
+/// Active liveness in the page: the steps are said one by one; a photo of the person held to
+/// the camera is refused; the real head-turn clip, its poses shown as asked, signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_liveness_is_active_a_head_turn_signs_in_and_a_photo_does_not() {
+    let shots = Screenshots::new("liveness");
+    let driver = Driver::start().await;
+    let test = TestStack::new().await;
+    let dev = Dev::start(&test, &[("FACEGATE_LIVENESS_POLICY", "active")]).await;
+    let run = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    let lin = format!("web-{run}-lin");
+    let cameras = dev.dir.join("cameras");
+    std::fs::create_dir_all(&cameras).expect("the cameras folder");
+    let clip = Clip::load(&workspace_root().join("tests/fixtures/faces/clip")).expect("the clip");
+
+    // He registers a photo of himself, then holds that photo to the camera to sign in: the
+    // page asks for the steps, and whatever is captured, a photo is refused.
+    let photo = fixture("lin_manuel_miranda_1.png");
+    let browser = driver
+        .browser(&camera_file(&cameras, "lin-photo", &photo), &shots)
+        .await;
+    browser.open(&dev.web_url).await;
+    browser.sign_up(&lin).await;
+    browser.register_face(&lin).await;
+    browser.wait_text("status", "ACTIVE", ACTIVE_WITHIN).await;
+    browser.click("#camera-cancel").await;
+    browser.click("#signout").await;
+    browser.start_face_sign_in(&lin).await;
+    browser.click("#capture").await;
+    let first = browser
+        .wait_text("instruction", "Step 1 of 3", STEP_WITHIN)
+        .await;
+    browser.shot("photo-held-step-1").await;
+    for step in 1..=3 {
+        browser
+            .wait_js(
+                "(b => b.dataset.step && !b.disabled && !b.hidden)(document.getElementById('capture'))",
+                "a step to capture",
+            )
+            .await;
+        if step > 1 {
+            let said = browser.text("instruction").await;
+            assert!(said.contains(&format!("Step {step} of 3")), "{said}");
+        }
+        browser.click("#capture").await;
+    }
+    let said = browser
+        .wait_text("problem", "2 tries left", STEP_WITHIN)
+        .await;
+    assert!(
+        said.contains("live"),
+        "the refusal says why plainly: {said}"
+    );
+    assert!(
+        !said.contains('%') && !said.to_lowercase().contains("score"),
+        "{said}"
+    );
+    browser.shot("photo-held-refused").await;
+    browser.close().await;
+    assert!(first.contains("Hold it, then press Capture"), "{first}");
+
+    // The head-turn camera: each pose captured as it is asked, and he is signed in.
+    let browser = driver
+        .browser(&head_turn_camera(&cameras, &clip), &shots)
+        .await;
+    browser.open(&dev.web_url).await;
+    browser.start_face_sign_in(&lin).await;
+    browser.click("#capture").await;
+    browser
+        .wait_text("instruction", "Step 1 of 3", STEP_WITHIN)
+        .await;
+    let pressed = browser.follow_steps().await;
+    let shown = browser.wait_text("signed-in-user", &lin, STEP_WITHIN).await;
+    assert_eq!(shown, lin, "the page shows who the token says");
+    assert!(pressed.iter().any(|s| s == "centre"), "{pressed:?}");
+    assert!(pressed.iter().any(|s| s != "centre"), "{pressed:?}");
+    browser.shot("head-turn-signed-in").await;
     browser.close().await;
 
     dev.stop().await;

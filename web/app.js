@@ -3,8 +3,12 @@
 // the page, never from this file. Every step is said in #status (aria-live) and every refusal
 // in #problem (role=alert), plainly and without scores.
 //
+// A sign-in is one selfie, or, where the stack asks for active liveness, a short sequence of
+// head poses (one frame each) said step by step; the challenge tells which.
+//
 // Timings of the last face sign-in are kept in `window.facegateTimings` (and as performance
-// marks and measures named `signin:*`) for the browser benchmark.
+// marks and measures named `signin:*`) for the browser benchmark: from the press that sends
+// (the only press of a selfie, the last step's of a liveness sequence) to the answer.
 
 import { CognitoError, UserPool, claims } from "./cognito.js";
 
@@ -243,14 +247,17 @@ function stopCamera() {
   $("preview").srcObject = null;
 }
 
-/** One frame of the preview as a JPEG, shown frozen while it is checked. */
-async function capture() {
+/**
+ * One frame of the preview as a JPEG, shown frozen while it is checked (`freeze`), or taken
+ * with the preview left live (a liveness step, the next step following at once).
+ */
+async function capture({ freeze = true } = {}) {
   const video = $("preview");
-  const canvas = $("snapshot");
+  const canvas = freeze ? $("snapshot") : document.createElement("canvas");
   canvas.width = video.videoWidth;
   canvas.height = video.videoHeight;
   canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
-  canvas.hidden = false;
+  canvas.hidden = !freeze;
   const blob = await new Promise((resolve, reject) =>
     canvas.toBlob((b) => (b ? resolve(b) : reject(new Error("no image"))), "image/jpeg", 0.92));
   await faceHint(canvas);
@@ -372,9 +379,20 @@ function measure(timings, name, from, to) {
   timings[name] = m.duration;
 }
 
+// What each liveness step asks, in the person's own words. The preview is mirrored, as a
+// mirror is: the server's `left` (the nose towards the image's left edge, as the camera sees
+// it) is the person turning to their own right, which the preview shows towards its right.
+const STEPS = {
+  centre: { say: "Look straight at the camera.", short: "Look straight ahead", arrow: "●" },
+  left: { say: "Turn your head to your right, towards the → side of the screen.", short: "Turn to your right", arrow: "→" },
+  right: { say: "Turn your head to your left, towards the ← side of the screen.", short: "Turn to your left", arrow: "←" },
+};
+
+/** Presses of the sign-in button: the first asks Cognito for a challenge. */
 async function faceSignIn() {
-  const button = $("capture");
   const s = state.signIn;
+  if (s.challenge?.steps) return captureStep();
+  const button = $("capture");
   busy(button, true);
   problem("");
   performance.clearMarks();
@@ -382,82 +400,157 @@ async function faceSignIn() {
   mark("press");
   const timings = {};
   try {
-    say("Taking the photo…");
-    const photo = await capture();
-    mark("captured");
     if (!s.challenge) {
       say("Asking for a sign-in challenge…");
       s.challenge = await s.pool.startFaceSignIn(s.username);
-      if (s.challenge.instruction) $("instruction").textContent = s.challenge.instruction;
     }
     mark("challenged");
+    if (s.challenge.steps) {
+      showStep();
+      return;
+    }
+    say("Taking the photo…");
+    const photo = await capture();
+    mark("captured");
     say("Sending your photo…");
     await upload(s.challenge.url, photo);
     mark("uploaded");
-    say("Checking it is you…");
-    let answer;
-    try {
-      answer = await s.pool.answer(s.challenge);
-    } finally {
-      mark("answered");
-      measure(timings, "capture", "press", "captured");
-      measure(timings, "initiate", "captured", "challenged");
-      measure(timings, "upload", "challenged", "uploaded");
-      measure(timings, "respond", "uploaded", "answered");
-      measure(timings, "total", "press", "answered");
-      window.facegateTimings = timings;
-    }
-    if (answer.tokens) {
-      stopCamera();
-      const id = claims(answer.tokens.idToken);
-      const access = claims(answer.tokens.accessToken);
-      const username = id["cognito:username"] || access.username;
-      state.signIn = null;
-      $("signed-in-user").textContent = username;
-      show("signed-in");
-      say(`Signed in as ${username}.`, true);
-      $("who").hidden = false;
-      $("who").textContent = `Signed in as ${username}`;
-      return;
-    }
-    s.failures += 1;
-    s.challenge = answer.next;
-    const left = Math.max(0, (state.config.maxAnswers || 3) - s.failures);
-    say("");
-    problem(`That does not look like the face registered for ${s.username}. ` +
-      (left ? `${left} ${left === 1 ? "try" : "tries"} left. ` : "") +
-      "Face the camera in good light, inside the oval, and try again.");
-    afterPhoto();
+    measure(timings, "initiate", "press", "challenged");
+    measure(timings, "capture", "challenged", "captured");
+    await answerChallenge(timings, "captured");
   } catch (err) {
-    stopCamera();
-    say("");
-    const refused = err instanceof CognitoError &&
-      (err.code === "NotAuthorizedException" || err.code === "UserNotFoundException");
-    if (refused) {
-      if (s.challenge && s.failures + 1 >= lockoutAfter()) {
-        s.failures += 1;
-        problem(`Sign-in refused: the face did not match ${s.failures} times. ` +
-          `For your security, ${s.username} is now locked for ${lockoutMinutes()}. ` +
-          "Try again later, or contact support if this was not you.");
-      } else if (s.challenge) {
-        problem("Sign-in refused: the face did not match. Start again to try once more.");
-      } else {
-        problem(`Face sign-in is not possible for ${s.username} right now: the account is locked after ` +
-          "failed attempts, has no registered face yet, or does not exist.");
-      }
-    } else if (err instanceof CognitoError) {
-      problem(cognitoProblem(err, "Sign-in"));
-    } else {
-      problem(`Sign-in did not complete: ${err.message}. Try again.`);
-    }
-    state.signIn = null;
-    $("capture").hidden = true;
-    $("retry").hidden = true;
-    $("camera-cancel").textContent = "Back";
-    $("camera-cancel").focus();
+    signInFailed(err);
   } finally {
     busy(button, false);
   }
+}
+
+/** Liveness: the step the person is asked for now, said and shown on the button. */
+function showStep() {
+  const s = state.signIn;
+  const steps = s.challenge.steps;
+  const i = s.frames.length;
+  const step = STEPS[steps[i]] || { say: `Show the pose "${steps[i]}".`, short: steps[i], arrow: "" };
+  $("instruction").textContent =
+    `Step ${i + 1} of ${steps.length}: ${step.say} Hold it, then press Capture.`;
+  $("step-arrow").textContent = step.arrow;
+  $("step-arrow").hidden = false;
+  const button = $("capture");
+  button.textContent = i + 1 < steps.length ? `Capture step ${i + 1} of ${steps.length}` : "Capture and sign in";
+  button.dataset.step = steps[i];
+  progress(steps.map((name, k) =>
+    [`${STEPS[name]?.short || name}`, k < i ? "done" : k === i ? "current" : ""]));
+  say(`Step ${i + 1} of ${steps.length}: ${step.say}`);
+  button.focus();
+}
+
+/** Liveness: one frame for the current step; after the last, the frames go and are judged. */
+async function captureStep() {
+  const s = state.signIn;
+  const button = $("capture");
+  busy(button, true);
+  try {
+    if (s.frames.length + 1 === s.challenge.steps.length) {
+      performance.clearMarks();
+      performance.clearMeasures();
+      mark("press");
+    }
+    s.frames.push(await capture({ freeze: false }));
+    if (s.frames.length < s.challenge.steps.length) {
+      showStep();
+      return;
+    }
+    mark("captured");
+    delete button.dataset.step;
+    $("step-arrow").hidden = true;
+    say("Sending your frames…");
+    await Promise.all(s.challenge.frameUrls.map((url, i) => upload(url, s.frames[i])));
+    mark("uploaded");
+    const timings = {};
+    measure(timings, "capture", "press", "captured");
+    await answerChallenge(timings, "captured");
+  } catch (err) {
+    signInFailed(err);
+  } finally {
+    busy(button, false);
+  }
+}
+
+/** The challenge answered: signed in, or refused with the tries left said plainly. */
+async function answerChallenge(timings, uploadFrom) {
+  const s = state.signIn;
+  say("Checking it is you…");
+  let answer;
+  try {
+    answer = await s.pool.answer(s.challenge);
+  } finally {
+    mark("answered");
+    measure(timings, "upload", uploadFrom, "uploaded");
+    measure(timings, "respond", "uploaded", "answered");
+    measure(timings, "total", "press", "answered");
+    window.facegateTimings = timings;
+  }
+  if (answer.tokens) {
+    stopCamera();
+    const id = claims(answer.tokens.idToken);
+    const access = claims(answer.tokens.accessToken);
+    const username = id["cognito:username"] || access.username;
+    state.signIn = null;
+    $("signed-in-user").textContent = username;
+    show("signed-in");
+    say(`Signed in as ${username}.`, true);
+    $("who").hidden = false;
+    $("who").textContent = `Signed in as ${username}`;
+    return;
+  }
+  const live = Boolean(s.challenge.steps);
+  s.failures += 1;
+  s.challenge = answer.next;
+  s.frames = [];
+  const left = Math.max(0, (state.config.maxAnswers || 3) - s.failures);
+  say("");
+  problem((live
+    ? `That did not show ${s.username}'s registered face, live, following each step. `
+    : `That does not look like the face registered for ${s.username}. `) +
+    (left ? `${left} ${left === 1 ? "try" : "tries"} left. ` : "") +
+    (live
+      ? "Do each step as it is asked, in good light, inside the oval, and try again."
+      : "Face the camera in good light, inside the oval, and try again."));
+  progress([]);
+  $("step-arrow").hidden = true;
+  afterPhoto();
+}
+
+function signInFailed(err) {
+  const s = state.signIn;
+  stopCamera();
+  say("");
+  $("step-arrow").hidden = true;
+  delete $("capture").dataset.step;
+  const refused = err instanceof CognitoError &&
+    (err.code === "NotAuthorizedException" || err.code === "UserNotFoundException");
+  if (refused) {
+    if (s.challenge && s.failures + 1 >= lockoutAfter()) {
+      s.failures += 1;
+      problem(`Sign-in refused: the face did not match ${s.failures} times. ` +
+        `For your security, ${s.username} is now locked for ${lockoutMinutes()}. ` +
+        "Try again later, or contact support if this was not you.");
+    } else if (s.challenge) {
+      problem("Sign-in refused: the face did not match. Start again to try once more.");
+    } else {
+      problem(`Face sign-in is not possible for ${s.username} right now: the account is locked after ` +
+        "failed attempts, has no registered face yet, or does not exist.");
+    }
+  } else if (err instanceof CognitoError) {
+    problem(cognitoProblem(err, "Sign-in"));
+  } else {
+    problem(`Sign-in did not complete: ${err.message}. Try again.`);
+  }
+  state.signIn = null;
+  $("capture").hidden = true;
+  $("retry").hidden = true;
+  $("camera-cancel").textContent = "Back";
+  $("camera-cancel").focus();
 }
 
 function lockoutAfter() {
@@ -480,6 +573,8 @@ function openCamera(mode) {
     ? `Sign in as ${state.signIn.username}`
     : "Register your face";
   $("capture").textContent = mode === "signin" ? "Sign in" : "Take photo";
+  delete $("capture").dataset.step;
+  $("step-arrow").hidden = true;
   $("instruction").textContent =
     "Look straight at the camera, your face inside the oval, in good light.";
   show("camera");
@@ -585,16 +680,21 @@ function wire() {
     event.preventDefault();
     problem("");
     if (!needFields("face-username")) return;
-    state.signIn = { pool: state.pool, username: value("face-username"), challenge: null, failures: 0 };
+    state.signIn = {
+      pool: state.pool, username: value("face-username"), challenge: null, failures: 0, frames: [],
+    };
     openCamera("signin");
   });
 
   $("capture").addEventListener("click", () =>
     state.mode === "signin" ? faceSignIn() : registerFace());
-  $("retry").addEventListener("click", () => {
+  $("retry").addEventListener("click", async () => {
     progress([]);
     $("retry").textContent = "Try again";
-    startCamera();
+    // A liveness challenge already drawn (after a refusal) asks its first step at once.
+    if ((await startCamera()) && state.mode === "signin" && state.signIn?.challenge?.steps) {
+      showStep();
+    }
   });
   $("camera-cancel").addEventListener("click", leaveCamera);
   $("register").addEventListener("click", () => {

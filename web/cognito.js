@@ -140,18 +140,26 @@ export class UserPool {
   }
 }
 
+/**
+ * A face challenge as the page uses it. A single-selfie challenge has one upload `url`; an
+ * active-liveness challenge has `steps` (the poses asked, in order: `centre`, `left`,
+ * `right`) and one upload URL per step in `frameUrls`.
+ */
 function faceChallenge(username, answer) {
   const p = answer.ChallengeParameters || {};
-  if (answer.ChallengeName !== "CUSTOM_CHALLENGE" || !p.url || !p.key) {
+  const steps = p.steps ? p.steps.split(",") : null;
+  const frameUrls = steps ? steps.map((_, i) => p[`frame${i + 1}Url`]) : null;
+  const complete = steps ? frameUrls.every(Boolean) : Boolean(p.url);
+  if (answer.ChallengeName !== "CUSTOM_CHALLENGE" || !p.key || !complete) {
     throw new CognitoError("UnexpectedChallenge", `Unexpected challenge ${answer.ChallengeName}.`);
   }
   return {
     username,
     session: answer.Session,
-    url: p.url,
+    url: p.url || null,
+    steps,
+    frameUrls,
     key: p.key,
     expiry: p.expiry,
-    // What the challenge asks the camera to do, when it asks (a pose, a sequence of frames).
-    instruction: p.instruction || p.pose || null,
   };
 }
