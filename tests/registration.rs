@@ -229,3 +229,81 @@ async fn photos_become_active_bad_ones_are_rejected_and_duplicates_are_caught() 
     );
     roles.stop().await;
 }
+
+/// Issue 13's race, end to end. The owner is ACTIVE; while dedup-search is down, someone
+/// uploads a photo of the owner's face, then the owner a new photo of themselves. When
+/// dedup-search comes back and meets both INDEXED, the owner's new photo becomes ACTIVE (the
+/// owner held the face first) and the copy is the duplicate, alerted against the copier.
+/// (Before the fix the owner's photo was REJECTED as the copier's duplicate whenever dedup
+/// decided it while the copy was still INDEXED; `decision.rs` reproduces that order exactly.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_owner_keeps_their_face_against_a_copy_uploaded_while_dedup_was_down() {
+    let pipeline = Pipeline::start(Pacing::default()).await;
+    let owner = user_of("obama");
+    let roles = pipeline.run_roles(IndexerSettings::default(), DedupSettings::default());
+    let first = pipeline
+        .upload(owner.as_str(), fixture("obama_1.jpg"), "jpg")
+        .await;
+    let record = pipeline
+        .final_state(owner.as_str(), &first, PER_PHOTO)
+        .await;
+    assert_eq!(record.state, RegistrationState::Active, "{record:?}");
+    roles.stop().await;
+
+    let indexer = pipeline.run_indexer(IndexerSettings::default());
+    let copier = "copier-of-obama";
+    let indexed = |user: String, upload: UploadId| {
+        let pipeline = &pipeline;
+        async move {
+            eventually(&format!("{user}/{upload} INDEXED"), PER_PHOTO, || async {
+                let record = pipeline.registration(&user, &upload).await?;
+                (record.state == RegistrationState::Indexed).then_some(())
+            })
+            .await;
+            upload
+        }
+    };
+    let copy = pipeline.upload(copier, fixture("obama_2.jpg"), "jpg").await;
+    let copy = indexed(copier.to_string(), copy).await;
+    let renewed = pipeline
+        .upload(owner.as_str(), fixture("obama_3.jpg"), "jpg")
+        .await;
+    let renewed = indexed(owner.to_string(), renewed).await;
+    indexer.stop().await;
+
+    let dedup = pipeline.run_dedup(DedupSettings::default());
+    let record = pipeline
+        .final_state(owner.as_str(), &renewed, PER_PHOTO)
+        .await;
+    assert_eq!(
+        record.state,
+        RegistrationState::Active,
+        "the owner's new photo: {record:?}"
+    );
+    let record = pipeline.final_state(copier, &copy, PER_PHOTO).await;
+    assert_eq!(
+        record.state,
+        rejected(&[RejectionReason::Duplicate]),
+        "{record:?}"
+    );
+    assert_eq!(
+        record.duplicate_of.map(|d| d.user_id),
+        Some(owner.clone()),
+        "the copy is the owner's duplicate"
+    );
+    let first = pipeline
+        .registration(owner.as_str(), &first)
+        .await
+        .expect("a record");
+    assert_eq!(
+        first.state,
+        RegistrationState::Replaced {
+            by_upload_id: renewed.clone()
+        }
+    );
+    assert_eq!(
+        pipeline.active_upload(owner.as_str()).await.as_deref(),
+        Some(renewed.as_str())
+    );
+    dedup.stop().await;
+}

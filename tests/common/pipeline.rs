@@ -281,29 +281,46 @@ impl Pipeline {
 
     /// Indexer and dedup-search in this process, until the returned token is cancelled.
     pub fn run_roles(&self, indexer: IndexerSettings, dedup: DedupSettings) -> RunningRoles {
+        self.run(Some(indexer), Some(dedup))
+    }
+
+    /// The indexer alone: dedup-search is down.
+    pub fn run_indexer(&self, indexer: IndexerSettings) -> RunningRoles {
+        self.run(Some(indexer), None)
+    }
+
+    /// Dedup-search alone.
+    pub fn run_dedup(&self, dedup: DedupSettings) -> RunningRoles {
+        self.run(None, Some(dedup))
+    }
+
+    fn run(&self, indexer: Option<IndexerSettings>, dedup: Option<DedupSettings>) -> RunningRoles {
         let shutdown = CancellationToken::new();
-        let limiter = Arc::new(FaceServiceLimiter::new(&FaceServiceSettings {
-            face_calls_per_second: FACE_CALLS_PER_SECOND.try_into().expect("non-zero"),
-            face_calls_burst: FACE_CALLS_PER_SECOND.try_into().expect("non-zero"),
-        }));
-        let tasks = vec![
-            tokio::spawn(facegate_workers::run_indexer(
+        let limiter = Arc::new(FaceServiceLimiter::new(&FaceServiceSettings::per_process(
+            FACE_CALLS_PER_SECOND.try_into().expect("non-zero"),
+            FACE_CALLS_PER_SECOND.try_into().expect("non-zero"),
+        )));
+        let mut tasks = Vec::new();
+        if let Some(indexer) = indexer {
+            tasks.push(tokio::spawn(facegate_workers::run_indexer(
                 self.stack().clone(),
                 limiter.clone(),
                 self.worker_settings(),
                 indexer,
                 Health::default(),
                 shutdown.clone(),
-            )),
-            tokio::spawn(facegate_workers::run_dedup(
+            )));
+        }
+        if let Some(dedup) = dedup {
+            tasks.push(tokio::spawn(facegate_workers::run_dedup(
                 self.stack().clone(),
                 limiter,
                 self.worker_settings(),
                 dedup,
                 Health::default(),
                 shutdown.clone(),
-            )),
-        ];
+            )));
+        }
         RunningRoles { shutdown, tasks }
     }
 

@@ -4,8 +4,10 @@
 //! For each `FaceIndexed` from the `dedup` queue (an SNS envelope), while the registration is
 //! INDEXED:
 //! 1. SearchFaces for the new face at the configured threshold. A match counts as a duplicate
-//!    when its face belongs to another user's registration that is ACTIVE, or INDEXED and older
-//!    than this one (so two simultaneous registrations of one face do not both lose). The user's
+//!    when its face belongs to another user's registration that is ACTIVE, or INDEXED with a
+//!    claim older than this user's (so two simultaneous registrations of one face do not both
+//!    lose). A user's claim dates from their earliest registration still holding a matching
+//!    face, so re-registering never loses one's face to a copy uploaded in between. The user's
 //!    own faces and faces of finished registrations are ignored.
 //! 2. A duplicate under policy `reject`: REJECTED `duplicate` with `duplicate_of`. Under policy
 //!    `flag`, and for every registration that is not a duplicate: ACTIVE, in one transaction
@@ -41,6 +43,7 @@ use facegate_shared::stack::Stack;
 use facegate_shared::worker::{BoxError, Handler, HandlerError, Message, WorkerSettings};
 use tokio_util::sync::CancellationToken;
 
+use decision::claim_of;
 pub use decision::{DuplicatePolicy, counts_as_duplicate};
 
 use crate::faces::FaceCollection;
@@ -259,20 +262,20 @@ impl Dedup {
             return Ok(None);
         }
         matches.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
-        // The user's own faces match too (the same person): skip them without an index lookup.
-        let own: Vec<String> = self
-            .store
-            .of_user(&record.user_id)
-            .await?
-            .into_iter()
-            .map(|s| s.record.upload_id.to_string())
-            .collect();
-        for candidate in matches {
+        // The user's own faces match too (the same person): skipped without an index lookup,
+        // and those still held date the user's claim on the face.
+        let own = self.store.of_user(&record.user_id).await?;
+        let is_own = |upload: &str| own.iter().any(|s| s.record.upload_id.as_str() == upload);
+        let own_matches = own.iter().map(|s| &s.record).filter(|own| {
+            matches.iter().any(|m| {
+                m.external_image_id.as_deref() == Some(own.upload_id.as_str())
+                    && Some(m.face_id.as_str()) == own.face_id.as_deref()
+            })
+        });
+        let claim = claim_of(record, own_matches);
+        for candidate in &matches {
             if candidate.face_id == face_id
-                || candidate
-                    .external_image_id
-                    .as_ref()
-                    .is_some_and(|upload| own.contains(upload))
+                || candidate.external_image_id.as_deref().is_some_and(is_own)
             {
                 continue;
             }
@@ -280,10 +283,10 @@ impl Dedup {
             let Some(theirs) = self.store.by_face(&candidate.face_id).await? else {
                 continue;
             };
-            if counts_as_duplicate(record, &theirs.record) {
+            if counts_as_duplicate(record, claim, &theirs.record) {
                 return Ok(Some(DuplicateMatch {
                     user_id: theirs.record.user_id,
-                    face_id: candidate.face_id,
+                    face_id: candidate.face_id.clone(),
                     similarity: candidate.similarity,
                 }));
             }
