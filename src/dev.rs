@@ -85,7 +85,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let stack = Stack::connect(&stack_args).await?;
 
     // One face-service budget for the whole process, as one container would have.
-    let limiter = Arc::new(FaceServiceLimiter::new(&args.face_service));
+    let limiter = Arc::new(FaceServiceLimiter::for_stack(&args.face_service, &stack));
     let mut roles = JoinSet::new();
     let mut health = Vec::new();
     let mut role_health = || {

@@ -115,6 +115,7 @@ pub async fn run(args: EngineArgs) -> Result<(), EngineError> {
 /// A server running in this process.
 pub struct RunningEngine {
     addr: SocketAddr,
+    calls: Arc<server::calls::CallCounts>,
     stop: CancellationToken,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -128,6 +129,11 @@ impl RunningEngine {
     /// `http://<addr>`: what `AWS_ENDPOINT_URL_REKOGNITION` should be.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `(epoch second, API calls that arrived in it)`, oldest first, for the last hour.
+    pub fn calls_per_second(&self) -> Vec<(u64, u32)> {
+        self.calls.snapshot()
     }
 
     /// A token that stops the server when cancelled (e.g. tied to `facegate dev`'s shutdown).
@@ -196,7 +202,9 @@ pub async fn spawn_with_models(
         region: args.aws.region.clone(),
         max_body_bytes: args.max_body_bytes,
         verifier,
+        calls: Default::default(),
     });
+    let calls = state.calls.clone();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| EngineError::Bind {
@@ -216,6 +224,7 @@ pub async fn spawn_with_models(
     ));
     Ok(RunningEngine {
         addr,
+        calls,
         stop,
         task: Some(task),
     })

@@ -155,15 +155,17 @@ pub enum Table {
     AuthFailures,
     Challenges,
     ProcessedMessages,
+    FaceBudget,
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 6] = [
         Table::Registrations,
         Table::Users,
         Table::AuthFailures,
         Table::Challenges,
         Table::ProcessedMessages,
+        Table::FaceBudget,
     ];
 
     fn suffix(self) -> &'static str {
@@ -173,6 +175,7 @@ impl Table {
             Table::AuthFailures => "auth-failures",
             Table::Challenges => "challenges",
             Table::ProcessedMessages => "processed-messages",
+            Table::FaceBudget => "face-budget",
         }
     }
 }

@@ -12,6 +12,7 @@
 //! | `auth-failures` | `subject` S | `window_start` N | – | `expires_at` |
 //! | `challenges` | `challenge_id` S | – | – | `expires_at` |
 //! | `processed-messages` | `message_key` S | – | – | `expires_at` |
+//! | `face-budget` | `window` S | – | – | `expires_at` |
 
 use crate::config::Table;
 
@@ -116,6 +117,18 @@ pub mod processed_messages {
     pub const EXPIRES_AT: &str = "expires_at";
 }
 
+/// The stack's face-call budget (`FACEGATE_FACE_BUDGET_PER_SECOND`): one item per second,
+/// counting the calls every process of the stack made to the face service in it. A call is
+/// made only after its increment succeeded under the condition that the count stays within
+/// the budget (see [`crate::rate_limit`]).
+pub mod face_budget {
+    /// The epoch second, in decimal.
+    pub const WINDOW: &str = "window";
+    pub const CALLS: &str = "calls";
+    /// Epoch seconds; a window's item is kept a minute.
+    pub const EXPIRES_AT: &str = "expires_at";
+}
+
 /// The DynamoDB type of a key attribute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyType {
@@ -202,6 +215,7 @@ pub fn spec(table: Table) -> TableSpec {
             string(processed_messages::MESSAGE_KEY),
             Some(processed_messages::EXPIRES_AT),
         ),
+        Table::FaceBudget => plain(string(face_budget::WINDOW), Some(face_budget::EXPIRES_AT)),
     }
 }
 

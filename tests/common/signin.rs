@@ -47,10 +47,9 @@ impl Drop for SignIn {
 
 pub fn limiter() -> Arc<FaceServiceLimiter> {
     let rate = std::num::NonZeroU32::new(FACE_CALLS_PER_SECOND).expect("positive");
-    Arc::new(FaceServiceLimiter::new(&FaceServiceSettings {
-        face_calls_per_second: rate,
-        face_calls_burst: rate,
-    }))
+    Arc::new(FaceServiceLimiter::new(&FaceServiceSettings::per_process(
+        rate, rate,
+    )))
 }
 
 impl SignIn {

@@ -76,8 +76,10 @@ pub enum EraseError {
 pub async fn main(args: EraseArgs) -> Result<Erased, EraseError> {
     let user = UserId::parse(args.user_id)?;
     let stack = Stack::connect(&args.stack).await?;
-    let verifier =
-        Verifier::for_administration(stack, Arc::new(FaceServiceLimiter::new(&args.face)));
+    let verifier = {
+        let limiter = Arc::new(FaceServiceLimiter::for_stack(&args.face, &stack));
+        Verifier::for_administration(stack, limiter)
+    };
     let erased = erase_user(&verifier, &user)
         .await
         .map_err(|source| EraseError::Erase {

@@ -202,7 +202,7 @@ async fn access_tokens(
 pub async fn main(args: VerifierArgs) -> Result<(), StartError> {
     args.verifier.validate()?;
     let stack = Stack::connect(&args.stack).await?;
-    let limiter = Arc::new(FaceServiceLimiter::new(&args.face));
+    let limiter = Arc::new(FaceServiceLimiter::for_stack(&args.face, &stack));
     if args.lambda {
         let verifier = Verifier::new(stack, limiter, args.verifier);
         return Ok(lambda::run(verifier).await?);

@@ -270,10 +270,10 @@ async fn pipeline_run(
         .collect::<Result<_, BenchError>>()?;
 
     let shutdown = CancellationToken::new();
-    let limiter = Arc::new(FaceServiceLimiter::new(&FaceServiceSettings {
-        face_calls_per_second: args.face_calls_per_second,
-        face_calls_burst: args.face_calls_per_second,
-    }));
+    let limiter = Arc::new(FaceServiceLimiter::new(&FaceServiceSettings::per_process(
+        args.face_calls_per_second,
+        args.face_calls_per_second,
+    )));
     let worker = WorkerSettings {
         max_in_flight: in_flight,
         wait_secs: 1,

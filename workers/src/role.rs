@@ -183,7 +183,7 @@ where
     let stack = Stack::connect(&args.stack)
         .await
         .map_err(|source| RoleError::Stack { role: name, source })?;
-    let limiter = Arc::new(FaceServiceLimiter::new(&args.face_service));
+    let limiter = Arc::new(FaceServiceLimiter::for_stack(&args.face_service, &stack));
     let health = Health::default();
     let ops_settings = args.ops.clone();
     let mut ops = tokio::spawn({

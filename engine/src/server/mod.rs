@@ -7,6 +7,7 @@
 //! Every API request must carry a valid AWS Signature V4 ([`auth`]); the health check needs none.
 
 pub mod auth;
+pub mod calls;
 pub mod error;
 pub mod image;
 pub mod ops;
@@ -41,12 +42,20 @@ pub struct EngineState {
     pub max_body_bytes: usize,
     /// Checks every request's signature.
     pub verifier: auth::Verifier,
+    /// API calls per second, as they arrive.
+    pub calls: Arc<calls::CallCounts>,
 }
 
 /// The HTTP routes over `state`.
 pub fn router(state: Arc<EngineState>, max_concurrent_requests: usize) -> Router {
     // Only API calls queue for a slot: a health check must answer even when the engine is busy.
-    let api = post(rekognition).layer(ConcurrencyLimitLayer::new(max_concurrent_requests.max(1)));
+    // Calls are counted as they arrive, before they wait for a slot.
+    let api = post(rekognition)
+        .layer(ConcurrencyLimitLayer::new(max_concurrent_requests.max(1)))
+        .layer(axum::middleware::from_fn_with_state(
+            state.calls.clone(),
+            calls::count,
+        ));
     Router::new()
         .route("/", api)
         .route("/healthz", get(|| async { "ok" }))

@@ -88,13 +88,14 @@ pub fn trigger_environment(
     stack: &StackSettings,
     vars: impl Iterator<Item = (String, String)>,
 ) -> BTreeMap<String, String> {
-    const FORWARDED: [&str; 8] = [
+    const FORWARDED: [&str; 9] = [
         "FACEGATE_VERIFY_",
         "FACEGATE_CHALLENGE_",
         "FACEGATE_SIGNIN_",
         "FACEGATE_SIGNUP_",
         "FACEGATE_LIVENESS_",
         "FACEGATE_FACE_CALLS_",
+        "FACEGATE_FACE_BUDGET_",
         "FACEGATE_MAX_SELFIE_BYTES",
         "FACEGATE_AWS_",
     ];
