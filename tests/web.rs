@@ -26,7 +26,7 @@ use common::pipeline::{fixture, two_faces_jpeg, workspace_root};
 use facegate_shared::user_pool::UserPool;
 use facegate_verifier::client::{StatusCode, VerifierClient};
 use facegate_verifier::cognito_app::CognitoApp;
-use facegate_verifier::liveness::Step;
+use facegate_verifier::liveness::{STEPS, Step};
 use facegate_verifier::liveness_suite::Clip;
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -435,7 +435,7 @@ impl Browser {
         "#;
         let mut pressed = Vec::new();
         let deadline = Instant::now() + STEP_WITHIN;
-        while pressed.len() < 3 {
+        while pressed.len() < STEPS {
             let answer = self.client.execute(PRESS_AT_POSE_START, vec![]).await;
             if let Ok(Value::String(step)) = answer {
                 self.shot(&format!("liveness-step-{}-{step}", pressed.len() + 1))

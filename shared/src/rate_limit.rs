@@ -24,9 +24,10 @@
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::Utc;
 use governor::{DefaultDirectRateLimiter, Jitter, Quota};
 
 use crate::config::Table;
@@ -84,21 +85,14 @@ impl FaceServiceLimiter {
     /// The process's own limit, and the stack's budget when the settings set one.
     pub fn for_stack(settings: &FaceServiceSettings, stack: &Stack) -> Self {
         let budget = settings.face_budget_per_second.map(|per_second| {
-            tracing::info!(
+            let table = stack.names.table(Table::FaceBudget);
+            tracing::info!(per_second, %table, "face calls share the stack's budget");
+            StackBudget::new(
+                stack.clients.dynamodb.clone(),
+                table,
                 per_second,
-                table = %stack.names.table(Table::FaceBudget),
-                "face calls share the stack's budget"
-            );
-            StackBudget {
-                dynamodb: stack.clients.dynamodb.clone(),
-                table: stack.names.table(Table::FaceBudget),
-                per_second: per_second.get(),
-                spent: AtomicU64::new(0),
-                fallback: DefaultDirectRateLimiter::direct(Quota::per_second(
-                    settings.face_budget_fallback_per_second,
-                )),
-                unreachable_until: Mutex::new(None),
-            }
+                settings.face_budget_fallback_per_second,
+            )
         });
         Self {
             budget,
@@ -139,6 +133,22 @@ enum Take {
 }
 
 impl StackBudget {
+    fn new(
+        dynamodb: aws_sdk_dynamodb::Client,
+        table: String,
+        per_second: NonZeroU32,
+        fallback_per_second: NonZeroU32,
+    ) -> Self {
+        Self {
+            dynamodb,
+            table,
+            per_second: per_second.get(),
+            spent: AtomicU64::new(0),
+            fallback: DefaultDirectRateLimiter::direct(Quota::per_second(fallback_per_second)),
+            unreachable_until: Mutex::new(None),
+        }
+    }
+
     async fn acquire(&self) {
         loop {
             if self.unreachable() {
@@ -197,36 +207,29 @@ impl StackBudget {
         }
     }
 
+    /// Whether the table failed this process within the last [`UNREACHABLE_RETRY`]. Once that
+    /// has passed the next call tries the table again; only its answer clears the state.
     fn unreachable(&self) -> bool {
-        let mut until = self
-            .unreachable_until
+        self.unreachable_until
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        match *until {
-            Some(deadline) if Instant::now() < deadline => true,
-            Some(_) => {
-                // Time to try the table again (the next take says whether it is back).
-                *until = None;
-                false
-            }
-            None => false,
-        }
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|deadline| Instant::now() < deadline)
     }
 
     fn mark_unreachable(&self, error: &str) {
-        let mut until = self
+        let was = self
             .unreachable_until
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if until.is_none() {
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(Instant::now() + UNREACHABLE_RETRY);
+        if was.is_none() {
             tracing::warn!(
                 table = %self.table,
                 %error,
-                fallback_seconds = UNREACHABLE_RETRY.as_secs(),
+                retry_seconds = UNREACHABLE_RETRY.as_secs(),
                 "the face-call budget table cannot be reached: this process keeps to its fallback share"
             );
         }
-        *until = Some(Instant::now() + UNREACHABLE_RETRY);
     }
 
     fn reachable_again(&self) {
@@ -242,18 +245,12 @@ impl StackBudget {
 }
 
 fn epoch_seconds() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
+    Utc::now().timestamp_micros() as f64 / 1e6
 }
 
 /// A few milliseconds of jitter, from the clock's nanoseconds (no need for a random source).
 fn rand_millis(below: u32) -> u32 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() % below.max(1))
-        .unwrap_or_default()
+    Utc::now().timestamp_subsec_nanos() % below.max(1)
 }
 
 /// Whether an AWS error code means "slow down" rather than "wrong".
@@ -286,6 +283,36 @@ mod tests {
         // 2 at once, then 4 more at 20/s: at least ~200 ms; counts, not a timing benchmark.
         assert!(
             start.elapsed() >= Duration::from_millis(150),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    /// The table's endpoint refuses connections: calls still go out, at the fallback share,
+    /// and the process stops trying the table for a while.
+    #[tokio::test]
+    async fn an_unreachable_budget_table_falls_back_to_the_process_share() {
+        let aws = crate::aws::AwsSettings {
+            endpoint_url: Some("http://127.0.0.1:1".into()),
+            max_attempts: 1,
+            ..crate::aws::AwsSettings::local()
+        };
+        let dynamodb = aws.dynamodb(&aws.sdk_config().await);
+        let budget = StackBudget::new(
+            dynamodb,
+            "nowhere-face-budget".into(),
+            NonZeroU32::new(100).unwrap(),
+            NonZeroU32::new(2).unwrap(),
+        );
+        assert!(!budget.unreachable());
+        let start = Instant::now();
+        for _ in 0..3 {
+            budget.acquire().await;
+        }
+        assert!(budget.unreachable(), "the failure is remembered");
+        // The fallback's bucket (2 a second, burst 2) made the third call wait.
+        assert!(
+            start.elapsed() >= Duration::from_millis(300),
             "{:?}",
             start.elapsed()
         );
