@@ -3,6 +3,7 @@
 //! message in sliding windows, lock the user at the threshold, raise `lockout` and
 //! `repeated-failure` alerts once each with their `kind`/`severity` attributes, and put
 //! CloudWatch metrics. A message in a dead-letter queue raises a `dead-letter` alert.
+//! Failed liveness checks time out their device and source address.
 
 mod common;
 
@@ -12,11 +13,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 use common::signin::SignIn;
 use facegate_shared::config::{Queue, Table, Topic};
+use facegate_shared::events::Origin;
 use facegate_shared::events::{
     self, AlertKind, AlertSubject, AuthChannel, AuthEvent, AuthFailureReason, AuthOutcome,
     SecurityAlert, Severity,
 };
-use facegate_shared::ids::UserId;
+use facegate_shared::ids::{DeviceId, UserId};
 use facegate_shared::stack::Stack;
 use facegate_shared::tables::{auth_failures, users};
 use facegate_workers::alerts::AlertsSettings;
@@ -33,6 +35,7 @@ fn failure(user: &str) -> AuthEvent {
         },
         similarity: Some(7.5),
         source: Some(SOURCE.parse().unwrap()),
+        device: None,
         channel: AuthChannel::Cognito,
         challenge_id: None,
         time: Utc::now(),
@@ -264,4 +267,130 @@ async fn failures_are_counted_once_lock_the_user_and_raise_alerts_once() {
             .then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_failed_liveness_checks_time_out_the_device_and_the_source_once() {
+    let env = SignIn::start().await;
+    let stack = env.pipeline.stack().clone();
+    let security_ops = env.subscribe(Topic::SecurityAlerts, "security-ops").await;
+    let _alerts = env.run_alerts(AlertsSettings::default());
+    let topic = stack.topic_arn(Topic::AuthEvents).to_string();
+    let alerts_queue = stack.queue_url(Queue::Alerts).to_string();
+    let device = DeviceId::parse("attacker-phone").unwrap();
+    let source: std::net::IpAddr = "198.51.100.23".parse().unwrap();
+    let from_the_attacker = |user: &str, reason| AuthEvent {
+        outcome: AuthOutcome::Failure { reason },
+        source: Some(source),
+        device: Some(device.clone()),
+        ..failure(user)
+    };
+    let origins = [Origin::Device(device.clone()), Origin::Source(source)];
+
+    // Failures that are not failed liveness checks count for the users only.
+    for user in ["ann", "ben"] {
+        let event = from_the_attacker(user, AuthFailureReason::NoMatch);
+        events::publish(&stack.clients.sns, &topic, &event)
+            .await
+            .unwrap();
+    }
+    // Four failed checks, one per user (no user reaches its own lock), the last one delivered
+    // twice: still four.
+    let mut last = String::new();
+    for (n, user) in ["ann", "ben", "cay", "dot"].into_iter().enumerate() {
+        let reason = if n % 2 == 0 {
+            AuthFailureReason::LivenessReplayedFrame
+        } else {
+            AuthFailureReason::LivenessWrongPose
+        };
+        last = envelope(
+            &stack,
+            &uuid::Uuid::new_v4().to_string(),
+            &from_the_attacker(user, reason),
+        );
+        let send = stack.clients.sqs.send_message().queue_url(&alerts_queue);
+        send.message_body(&last).send().await.unwrap();
+    }
+    let send = stack.clients.sqs.send_message().queue_url(&alerts_queue);
+    send.message_body(&last).send().await.unwrap();
+    common::eventually("four checks counted", Duration::from_secs(30), || async {
+        let counted = failures_counted(&stack, "liveness-device#attacker-phone").await;
+        let (visible, in_flight) = env.pipeline.depth(&alerts_queue).await;
+        (counted == 4 && visible + in_flight == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        failures_counted(&stack, "liveness-source#198.51.100.23").await,
+        4
+    );
+    for origin in &origins {
+        assert_eq!(env.timed_out_until(origin).await, None, "{origin}");
+    }
+
+    // The fifth times both out, for 30 minutes from the failure.
+    let fifth = from_the_attacker("eve", AuthFailureReason::LivenessNotSamePerson);
+    events::publish(&stack.clients.sns, &topic, &fifth)
+        .await
+        .unwrap();
+    for origin in &origins {
+        let until = common::eventually("timed out", Duration::from_secs(30), || async {
+            env.timed_out_until(origin).await
+        })
+        .await;
+        assert_eq!(until, fifth.time.timestamp() + 1800, "{origin}");
+    }
+    // A sixth while timed out changes nothing and raises nothing new.
+    let sixth = from_the_attacker("fay", AuthFailureReason::LivenessWrongPose);
+    events::publish(&stack.clients.sns, &topic, &sixth)
+        .await
+        .unwrap();
+
+    let wanted = |found: &[events::Notification<SecurityAlert>]| {
+        found
+            .iter()
+            .filter(|n| n.event.kind == AlertKind::LivenessTimeout)
+            .count()
+            >= 2
+    };
+    let mut alerts = env
+        .collect::<SecurityAlert>(&security_ops, Duration::from_secs(30), wanted)
+        .await;
+    common::eventually("the queue drained", Duration::from_secs(30), || async {
+        let (visible, in_flight) = env.pipeline.depth(&alerts_queue).await;
+        (visible + in_flight == 0).then_some(())
+    })
+    .await;
+    alerts.extend(
+        env.collect::<SecurityAlert>(&security_ops, Duration::from_secs(2), |_| false)
+            .await,
+    );
+    let mut timeouts: Vec<&AlertSubject> = alerts
+        .iter()
+        .filter(|n| n.event.kind == AlertKind::LivenessTimeout)
+        .map(|n| &n.event.subject)
+        .collect();
+    timeouts.sort_by_key(|s| format!("{s:?}"));
+    assert_eq!(
+        timeouts,
+        [
+            &AlertSubject::Device(device.clone()),
+            &AlertSubject::Source(source)
+        ],
+        "one alert per origin: {alerts:?}"
+    );
+    let alert = alerts
+        .iter()
+        .find(|n| n.event.kind == AlertKind::LivenessTimeout)
+        .unwrap();
+    assert_eq!(alert.attribute("severity"), Some("high"));
+    assert_eq!(alert.event.details["failures"], 5);
+    assert_eq!(
+        alert.event.details["last_reason"],
+        "liveness-not-same-person"
+    );
+    assert_eq!(
+        failures_counted(&stack, "liveness-device#attacker-phone").await,
+        6,
+        "counted while timed out, but no new timeout"
+    );
 }

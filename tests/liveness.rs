@@ -2,20 +2,25 @@
 //! run by the emulator) with `FACEGATE_LIVENESS_POLICY=active`, the attack suite of
 //! `facegate bench liveness` run against it, and each attack kind asserted: never accepted,
 //! refused for its own reason (read from the `auth-events` topic). Genuine head-turn sequences
-//! from the real clip must sign in.
+//! from the real clip must sign in. A device that fails five liveness checks is timed out
+//! (the failure-alert worker counts, Verify refuses), and another device is not.
 
 mod common;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use bytes::Bytes;
 use common::cognito::PoolStack;
+use common::pipeline::fixture;
 use common::pipeline::workspace_root;
 use facegate_shared::config::Topic;
-use facegate_shared::events::{AuthEvent, AuthOutcome};
-use facegate_verifier::cognito_app::Uploads;
+use facegate_shared::events::{AuthEvent, AuthOutcome, Origin};
+use facegate_shared::ids::DeviceId;
+use facegate_verifier::cognito_app::{Answered, CognitoApp, Uploads};
 use facegate_verifier::liveness::Sequence;
-use facegate_verifier::liveness_suite::{self, ATTACKS, SuiteSettings};
+use facegate_verifier::liveness_suite::{self, ATTACKS, Camera, Clip, SuiteSettings};
+use facegate_workers::alerts::AlertsSettings;
 
 /// Short enough that the `after-window` attack waits little.
 const TTL_SECS: u64 = 12;
@@ -153,4 +158,87 @@ async fn a_liveness_challenge_shows_the_client_its_steps_and_urls_only() {
                 .is_err()
         );
     }
+}
+
+/// One face sign-in of `user` on `app` with the frames `frames_for` makes for the asked steps:
+/// whether it ended signed in.
+async fn sign_in(
+    app: &CognitoApp,
+    user: &str,
+    frames_for: impl FnOnce(&Sequence) -> Vec<Bytes>,
+) -> bool {
+    let challenge = app.start_face_sign_in(user).await.expect("InitiateAuth");
+    let Uploads::Frames { steps, .. } = &challenge.uploads else {
+        panic!("liveness is active: the challenge asks for frames");
+    };
+    let frames = frames_for(steps);
+    app.upload_frames(&challenge, &frames)
+        .await
+        .expect("PUT the frames");
+    matches!(
+        app.answer(&challenge, &challenge.key).await,
+        Ok(Answered::SignedIn(_))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_fails_five_liveness_checks_is_timed_out_and_another_is_not() {
+    let stack = PoolStack::start_with_env(&[("FACEGATE_LIVENESS_POLICY", "active")]).await;
+    let env = &stack.env;
+    let audit = env.subscribe(Topic::AuthEvents, "audit").await;
+    // The user's own lock would end the attack first: here the device's limit is under test.
+    let _alerts = env.run_alerts(AlertsSettings {
+        lockout_threshold: 100,
+        ..AlertsSettings::default()
+    });
+    let user = "lin";
+    stack.person(user, "lin_manuel_miranda_1.png").await;
+    let clip = Clip::load(&workspace_root().join("tests/fixtures/faces/clip")).expect("the clip");
+    let mut camera = Camera::new(&clip);
+    let attacker = DeviceId::parse("attacker-phone").unwrap();
+    let on_attacker = stack.app.on_device(attacker.clone());
+    let on_own_phone = stack.app.on_device(DeviceId::random());
+
+    // Five presentations of the registration photo, held still: five failed checks.
+    let photo = Bytes::from(fixture("lin_manuel_miranda_1.png"));
+    for attempt in 1..=5 {
+        let signed_in = sign_in(&on_attacker, user, |steps| {
+            vec![photo.clone(); steps.steps().len()]
+        })
+        .await;
+        assert!(!signed_in, "attack {attempt} signed in");
+    }
+    let origin = Origin::Device(attacker.clone());
+    common::eventually("the device timed out", Duration::from_secs(30), || {
+        env.timed_out_until(&origin)
+    })
+    .await;
+
+    // Now even the real person is refused on that device, before any face work...
+    let refused = !sign_in(&on_attacker, user, |steps| camera.frames(steps)).await;
+    assert!(refused, "a timed-out device signed in");
+    // ...and signs in on their own.
+    assert!(
+        sign_in(&on_own_phone, user, |steps| camera.frames(steps)).await,
+        "another device is not timed out"
+    );
+
+    let events = env
+        .collect::<AuthEvent>(&audit, Duration::from_secs(60), |found| found.len() >= 7)
+        .await;
+    let mut of_attacker: Vec<&AuthEvent> = events
+        .iter()
+        .map(|n| &n.event)
+        .filter(|e| e.device.as_ref() == Some(&attacker))
+        .collect();
+    of_attacker.sort_by_key(|e| e.time);
+    let of_attacker: Vec<String> = of_attacker.into_iter().map(reason).collect();
+    assert_eq!(of_attacker.len(), 6, "{of_attacker:?}");
+    assert!(
+        of_attacker[..5]
+            .iter()
+            .all(|r| r.starts_with("liveness-") && r != "liveness-timed-out"),
+        "{of_attacker:?}"
+    );
+    assert_eq!(of_attacker[5], "liveness-timed-out");
 }

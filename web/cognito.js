@@ -127,6 +127,8 @@ export class UserPool {
       ClientId: this.config.clientId,
       Session: challenge.session,
       ChallengeResponses: { USERNAME: challenge.username, ANSWER: challenge.key },
+      // The verifier counts failed liveness checks per device (and per source address).
+      ClientMetadata: { deviceId: deviceId() },
     });
     if (answer.AuthenticationResult) {
       return {
@@ -145,6 +147,25 @@ export class UserPool {
  * active-liveness challenge has `steps` (the poses asked, in order: `centre`, `left`,
  * `right`) and one upload URL per step in `frameUrls`.
  */
+/**
+ * This browser's device id: random, made once and kept in localStorage (a fresh one each
+ * time where storage is refused). It is the client's own claim; the per-source limit holds
+ * for a client that changes it.
+ */
+export function deviceId() {
+  const KEY = "facegate-device-id";
+  try {
+    let id = localStorage.getItem(KEY);
+    if (!id || !/^[A-Za-z0-9_-]{1,64}$/.test(id)) {
+      id = crypto.randomUUID().replaceAll("-", "");
+      localStorage.setItem(KEY, id);
+    }
+    return id;
+  } catch {
+    return crypto.randomUUID().replaceAll("-", "");
+  }
+}
+
 function faceChallenge(username, answer) {
   const p = answer.ChallengeParameters || {};
   const steps = p.steps ? p.steps.split(",") : null;

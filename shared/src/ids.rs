@@ -87,6 +87,15 @@ pub struct UploadId(String);
 #[serde(try_from = "String", into = "String")]
 pub struct ChallengeId(String);
 
+/// The device a sign-in came from, as the client names it (`clientMetadata.deviceId`: the
+/// sign-in page keeps a random one per browser). Same alphabet as [`UploadId`].
+///
+/// It is the client's own claim: it limits a careless or honest device, and an attacker
+/// who rotates it still meets the per-source limit.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DeviceId(String);
+
 /// Shared rule of the token-like ids: short, ASCII, no punctuation beyond `_` and `-`.
 fn parse_token(kind: &'static str, value: String) -> Result<String, IdError> {
     let problem = if value.is_empty() {
@@ -140,6 +149,20 @@ impl ChallengeId {
     }
 }
 
+impl DeviceId {
+    pub fn parse(value: impl Into<String>) -> Result<Self, IdError> {
+        parse_token("device id", value.into()).map(Self)
+    }
+
+    pub fn random() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// `Display`, `TryFrom<String>` (used by serde) and `From<Id> for String` for each id.
 macro_rules! string_id {
     ($($id:ident),*) => {$(
@@ -167,7 +190,7 @@ macro_rules! string_id {
         }
     )*};
 }
-string_id!(UserId, UploadId, ChallengeId);
+string_id!(UserId, UploadId, ChallengeId, DeviceId);
 
 #[cfg(test)]
 mod tests {
@@ -216,6 +239,7 @@ mod tests {
                 ChallengeId::parse(bad).is_err(),
                 "{bad:?} should be refused"
             );
+            assert!(DeviceId::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }
 

@@ -71,13 +71,27 @@ pub mod users {
 /// Failure counters for sliding windows: one item per subject and fixed-size time bucket,
 /// incremented atomically (`ADD failures :one`); a window is the sum of its recent buckets.
 /// Old buckets expire by TTL.
+///
+/// The same table holds liveness timeouts: the item `timeout#device#<id>` or
+/// `timeout#source#<address>` at window start 0, with the end of the timeout in
+/// `timed_out_until` (written by the failure-alert worker, read by Verify).
 pub mod auth_failures {
-    /// `user#<user_id>` or `source#<address>`.
+    /// `user#<user_id>`, `source#<address>`, `liveness-device#<id>`, `liveness-source#<address>`,
+    /// or a timeout's `timeout#...`.
     pub const SUBJECT: &str = "subject";
     /// Start of the bucket, epoch seconds.
     pub const WINDOW_START: &str = "window_start";
     pub const FAILURES: &str = "failures";
     pub const EXPIRES_AT: &str = "expires_at";
+    /// A timeout's end, epoch seconds.
+    pub const TIMED_OUT_UNTIL: &str = "timed_out_until";
+    /// The `window_start` of a timeout item (it has one item per origin, not per bucket).
+    pub const TIMEOUT_WINDOW_START: i64 = 0;
+
+    /// The subject of `origin`'s timeout item.
+    pub fn timeout_subject(origin: &crate::events::Origin) -> String {
+        format!("timeout#{}", origin.key())
+    }
 
     use std::collections::HashMap;
 

@@ -126,6 +126,7 @@ fn auth_event(outcome: AuthOutcome) -> AuthEvent {
         outcome,
         similarity: Some(12.5),
         source: Some("203.0.113.7".parse().unwrap()),
+        device: None,
         channel: AuthChannel::Cognito,
         challenge_id: None,
         time: chrono::Utc::now(),

@@ -7,13 +7,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::QueueAttributeName;
 use bytes::Bytes;
-use facegate_shared::config::Topic;
-use facegate_shared::events::Notification;
+use facegate_shared::config::{Table, Topic};
+use facegate_shared::events::{Notification, Origin};
 use facegate_shared::ids::UserId;
 use facegate_shared::ops::Health;
 use facegate_shared::rate_limit::{FaceServiceLimiter, FaceServiceSettings};
+use facegate_shared::tables::auth_failures;
 use facegate_verifier::{RunningVerifier, VerifierSettings};
 use facegate_workers::alerts::AlertsSettings;
 use http_body_util::{BodyExt, Full};
@@ -166,6 +168,35 @@ impl SignIn {
             }
         }
         found
+    }
+
+    /// The end of `origin`'s liveness timeout, if it has one (the `auth-failures` item the
+    /// failure-alert worker writes).
+    pub async fn timed_out_until(&self, origin: &Origin) -> Option<i64> {
+        let stack = self.pipeline.stack();
+        let item = stack
+            .clients
+            .dynamodb
+            .get_item()
+            .table_name(stack.table(Table::AuthFailures))
+            .key(
+                auth_failures::SUBJECT,
+                AttributeValue::S(auth_failures::timeout_subject(origin)),
+            )
+            .key(
+                auth_failures::WINDOW_START,
+                AttributeValue::N(auth_failures::TIMEOUT_WINDOW_START.to_string()),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("GetItem auth-failures")
+            .item?;
+        item.get(auth_failures::TIMED_OUT_UNTIL)?
+            .as_n()
+            .ok()?
+            .parse()
+            .ok()
     }
 
     pub async fn object_exists(&self, key: &str) -> bool {

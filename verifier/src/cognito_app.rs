@@ -13,11 +13,13 @@ use aws_cognito_srp::{SrpClient, User, UserAuthenticationParameters, Verificatio
 use aws_sdk_cognitoidentityprovider::Client;
 use aws_sdk_cognitoidentityprovider::types::{AuthFlowType, ChallengeNameType};
 use bytes::Bytes;
+use facegate_shared::ids::DeviceId;
 use facegate_shared::user_pool::UserPool;
 
 use crate::client::{ClientError, VerifierClient};
 use crate::liveness::Sequence;
 use crate::triggers::create::public;
+use crate::triggers::verify::DEVICE_ID;
 
 /// Why a step through Cognito did not give the expected answer.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +119,8 @@ pub struct CognitoApp {
     cognito: Client,
     pool: UserPool,
     http: VerifierClient,
+    /// Sent as `clientMetadata.deviceId` with every answer, as the sign-in page does.
+    device: Option<DeviceId>,
 }
 
 impl CognitoApp {
@@ -126,6 +130,15 @@ impl CognitoApp {
             pool,
             // Only its presigned PUT is used: no verifier URL, no token.
             http: VerifierClient::new("", ""),
+            device: None,
+        }
+    }
+
+    /// The same app on the device `device`: the per-device liveness limits count it.
+    pub fn on_device(&self, device: DeviceId) -> Self {
+        Self {
+            device: Some(device),
+            ..self.clone()
         }
     }
 
@@ -342,6 +355,11 @@ impl CognitoApp {
             .session(&challenge.session)
             .challenge_responses("USERNAME", &challenge.username)
             .challenge_responses("ANSWER", answer)
+            .set_client_metadata(
+                self.device
+                    .as_ref()
+                    .map(|device| HashMap::from([(DEVICE_ID.to_string(), device.to_string())])),
+            )
             .send()
             .await
             .map_err(cognito_error(call))?;

@@ -39,6 +39,7 @@ pub mod selfie;
 pub mod server;
 pub mod service;
 pub mod settings;
+pub mod timeout;
 pub mod triggers;
 pub mod upload_url;
 

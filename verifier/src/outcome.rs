@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use chrono::Utc;
 use facegate_shared::events::{self, AuthChannel, AuthEvent, AuthFailureReason, AuthOutcome};
-use facegate_shared::ids::{ChallengeId, UserId};
+use facegate_shared::ids::{ChallengeId, DeviceId, UserId};
 
 use crate::service::Verifier;
 
@@ -17,6 +17,7 @@ pub struct Answer {
     pub outcome: AuthOutcome,
     pub similarity: Option<f32>,
     pub source: Option<IpAddr>,
+    pub device: Option<DeviceId>,
     pub channel: AuthChannel,
     pub challenge_id: Option<ChallengeId>,
 }
@@ -28,6 +29,7 @@ impl Answer {
             outcome: AuthOutcome::Failure { reason },
             similarity: None,
             source: None,
+            device: None,
             channel,
             challenge_id: None,
         }
@@ -63,6 +65,7 @@ pub async fn publish(verifier: &Verifier, answer: &Answer) {
         outcome: answer.outcome,
         similarity: answer.similarity,
         source: answer.source,
+        device: answer.device.clone(),
         channel: answer.channel,
         challenge_id: answer.challenge_id.clone(),
         time: Utc::now(),

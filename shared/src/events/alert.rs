@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Topic;
 use crate::events::sns::Publishable;
-use crate::ids::UserId;
+use crate::ids::{DeviceId, UserId};
 
 /// The message attribute names of a [`SecurityAlert`].
 pub const KIND_ATTRIBUTE: &str = "kind";
@@ -37,6 +37,8 @@ pub enum AlertKind {
     RepeatedFailure,
     /// A user was locked.
     Lockout,
+    /// A device or a source address failed too many liveness checks and is timed out.
+    LivenessTimeout,
     /// A new registration's face matches another user's.
     DuplicateRegistration,
     /// Messages reached a dead-letter queue.
@@ -52,13 +54,14 @@ pub enum Severity {
     Critical,
 }
 
-/// What the alert is about. On the wire: `{"user": "zoë"}`, `{"source": "203.0.113.7"}` or
-/// `{"queue": "facegate-uploads-dlq"}`.
+/// What the alert is about. On the wire: `{"user": "zoë"}`, `{"source": "203.0.113.7"}`,
+/// `{"device": "3f2a..."}` or `{"queue": "facegate-uploads-dlq"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AlertSubject {
     User(UserId),
     Source(IpAddr),
+    Device(DeviceId),
     Queue(String),
 }
 
@@ -67,6 +70,7 @@ impl AlertKind {
         match self {
             AlertKind::RepeatedFailure => "repeated-failure",
             AlertKind::Lockout => "lockout",
+            AlertKind::LivenessTimeout => "liveness-timeout",
             AlertKind::DuplicateRegistration => "duplicate-registration",
             AlertKind::DeadLetter => "dead-letter",
         }
@@ -145,6 +149,7 @@ mod tests {
         for kind in [
             AlertKind::RepeatedFailure,
             AlertKind::Lockout,
+            AlertKind::LivenessTimeout,
             AlertKind::DuplicateRegistration,
             AlertKind::DeadLetter,
         ] {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Topic;
 use crate::events::sns::Publishable;
-use crate::ids::{ChallengeId, UserId};
+use crate::ids::{ChallengeId, DeviceId, UserId};
 use crate::quality::QualityIssue;
 
 /// The name of the message attribute carrying [`AuthEvent::result_code`].
@@ -30,6 +30,9 @@ pub struct AuthEvent {
     /// The client's address, when known (Cognito passes it in `userContextData`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<IpAddr>,
+    /// The device the client names (`clientMetadata.deviceId`), when it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceId>,
     pub channel: AuthChannel,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge_id: Option<ChallengeId>,
@@ -81,6 +84,9 @@ pub enum AuthFailureReason {
     /// Liveness: a frame repeats another frame of this challenge or of an earlier one (the
     /// same bytes or a re-encoded copy).
     LivenessReplayedFrame,
+    /// Liveness: the device or the source address failed too many liveness checks lately
+    /// and is timed out (counted by the failure-alert worker).
+    LivenessTimedOut,
     /// The selfie failed the quality gate (`no-face`, `multiple-faces`, ...).
     #[serde(untagged)]
     Quality(QualityIssue),
@@ -96,7 +102,60 @@ pub enum AuthChannel {
     Api,
 }
 
+/// Where a sign-in came from, as far as the limits on liveness checks are concerned.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Origin {
+    Device(DeviceId),
+    Source(IpAddr),
+}
+
+impl Origin {
+    /// `device#<id>` or `source#<address>`.
+    pub fn key(&self) -> String {
+        match self {
+            Origin::Device(device) => format!("device#{device}"),
+            Origin::Source(ip) => format!("source#{ip}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Device(device) => write!(f, "device {device}"),
+            Origin::Source(ip) => write!(f, "source {ip}"),
+        }
+    }
+}
+
+impl AuthFailureReason {
+    /// A failed liveness check: what the per-device and per-source limits count. A refusal
+    /// because of a timeout is not one, so a timed-out device does not extend its own
+    /// timeout by trying.
+    pub fn is_failed_liveness_check(self) -> bool {
+        use AuthFailureReason as R;
+        matches!(
+            self,
+            R::LivenessFrameMissing
+                | R::LivenessFrameOutsideWindow
+                | R::LivenessWrongPose
+                | R::LivenessNotSamePerson
+                | R::LivenessReplayedFrame
+        )
+    }
+}
+
 impl AuthEvent {
+    /// The device and the source address the answer came from, those that are known.
+    pub fn origins(&self) -> Vec<Origin> {
+        self.device
+            .clone()
+            .map(Origin::Device)
+            .into_iter()
+            .chain(self.source.map(Origin::Source))
+            .collect()
+    }
+
     /// `success` or `failure`: the `result` message attribute.
     pub fn result_code(&self) -> &'static str {
         match self.outcome {
@@ -125,6 +184,7 @@ mod tests {
             outcome: AuthOutcome::Failure { reason },
             similarity: Some(42.5),
             source: Some("203.0.113.7".parse().unwrap()),
+            device: Some(DeviceId::parse("phone-1").unwrap()),
             channel: AuthChannel::Cognito,
             challenge_id: Some(ChallengeId::parse("c-1").unwrap()),
             time: "2026-11-21T12:00:00Z".parse().unwrap(),
@@ -137,11 +197,35 @@ mod tests {
         assert_eq!(json["result"], "failure");
         assert_eq!(json["reason"], "no-match");
         assert_eq!(json["source"], "203.0.113.7");
+        assert_eq!(json["device"], "phone-1");
         let json = serde_json::to_value(failure(AuthFailureReason::Quality(
             QualityIssue::MultipleFaces,
         )))
         .unwrap();
         assert_eq!(json["reason"], "multiple-faces");
+    }
+
+    #[test]
+    fn only_failed_liveness_checks_count_towards_a_device_timeout() {
+        use AuthFailureReason as R;
+        for counted in [
+            R::LivenessWrongPose,
+            R::LivenessReplayedFrame,
+            R::LivenessFrameMissing,
+        ] {
+            assert!(counted.is_failed_liveness_check(), "{counted:?}");
+        }
+        for not_counted in [
+            R::NoMatch,
+            R::Locked,
+            R::LivenessTimedOut,
+            R::FaceServiceError,
+            R::Quality(QualityIssue::NoFace),
+        ] {
+            assert!(!not_counted.is_failed_liveness_check(), "{not_counted:?}");
+        }
+        let json = serde_json::to_value(failure(R::LivenessTimedOut)).unwrap();
+        assert_eq!(json["reason"], "liveness-timed-out");
     }
 
     #[test]
@@ -157,6 +241,7 @@ mod tests {
         events.push(AuthEvent {
             outcome: AuthOutcome::Success,
             source: None,
+            device: None,
             challenge_id: None,
             ..failure(AuthFailureReason::NoMatch)
         });

@@ -13,7 +13,7 @@ pub mod s3;
 pub mod sns;
 
 pub use alert::{AlertKind, AlertSubject, SecurityAlert, Severity};
-pub use auth::{AuthChannel, AuthEvent, AuthFailureReason, AuthOutcome};
+pub use auth::{AuthChannel, AuthEvent, AuthFailureReason, AuthOutcome, Origin};
 pub use pipeline::FaceIndexed;
 pub use s3::{ObjectEvent, S3Notification, S3TestEvent};
 pub use sns::{Notification, Publishable, publish};

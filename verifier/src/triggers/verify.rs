@@ -4,9 +4,11 @@
 //! 1. the answer is exactly the issued key (`wrong-answer`);
 //! 2. the challenge is claimed in the `challenges` table: recorded, unanswered, unexpired
 //!    (`challenge-reused`, `challenge-expired`);
-//! 3. the selfie exists, is not older than the challenge and within the size limit
+//! 3. neither the device (`clientMetadata.deviceId`) nor the source address is timed out for
+//!    failed liveness checks ([`crate::timeout`], `liveness-timed-out`);
+//! 4. the selfie exists, is not older than the challenge and within the size limit
 //!    (`selfie-missing`, `selfie-stale`, `selfie-too-large`);
-//! 4. the face work ([`crate::face`]): an image, exactly one face, a match at the threshold.
+//! 5. the face work ([`crate::face`]): an image, exactly one face, a match at the threshold.
 //!
 //! Then the selfie is deleted and the outcome published on `auth-events`. Every refusal and
 //! every error or timeout of a dependency is `answerCorrect: false` (fail closed); only a
@@ -18,8 +20,8 @@ use std::time::Instant;
 
 use aws_lambda_events::event::cognito::CognitoEventUserPoolsVerifyAuthChallenge;
 use chrono::Utc;
-use facegate_shared::events::{AuthChannel, AuthFailureReason, AuthOutcome};
-use facegate_shared::ids::UserId;
+use facegate_shared::events::{AuthChannel, AuthFailureReason, AuthOutcome, Origin};
+use facegate_shared::ids::{DeviceId, UserId};
 use facegate_shared::report::chain;
 
 use super::Timings;
@@ -31,6 +33,10 @@ use crate::liveness::{self, Frame};
 use crate::outcome::{self, Answer};
 use crate::selfie::{self, FetchError};
 use crate::service::Verifier;
+use crate::timeout;
+
+/// The client metadata key naming the device (the sign-in page sends a random id it keeps).
+pub const DEVICE_ID: &str = "deviceId";
 
 pub async fn verify(
     verifier: &Verifier,
@@ -43,12 +49,20 @@ pub async fn verify(
         .clone()
         .unwrap_or_default();
     let mut timings = Timings::default();
+    let device = device_of(&event);
+    let origins: Vec<Origin> = device
+        .clone()
+        .map(Origin::Device)
+        .into_iter()
+        .chain(source.map(Origin::Source))
+        .collect();
     let answer = match UserId::parse(user_name.as_str()) {
         // Not a user id facegate could ever have issued a challenge for: nobody to count the
         // failure against, so nothing is published.
         Err(_) => None,
         Ok(user) => {
-            let mut answer = match judge(verifier, &event, user.clone(), &mut timings).await {
+            let judged = judge(verifier, &event, user.clone(), &origins, &mut timings).await;
+            let mut answer = match judged {
                 Ok(answer) => answer,
                 Err(e) => {
                     tracing::error!(user = %user, error = %chain(&e),
@@ -57,6 +71,7 @@ pub async fn verify(
                 }
             };
             answer.source = source;
+            answer.device = device;
             let started = Instant::now();
             outcome::publish(verifier, &answer).await;
             timings.store += started.elapsed();
@@ -67,11 +82,21 @@ pub async fn verify(
     Ok((event, timings))
 }
 
+/// The device the client names, if it names a well-formed one (anything else is ignored:
+/// the per-source limit still holds).
+fn device_of(event: &CognitoEventUserPoolsVerifyAuthChallenge) -> Option<DeviceId> {
+    let named = event.request.client_metadata.get(DEVICE_ID)?;
+    DeviceId::parse(named.as_str())
+        .inspect_err(|e| tracing::warn!(error = %e, "ignoring the client's device id"))
+        .ok()
+}
+
 /// Steps 1 to 4 for a well-formed user id.
 async fn judge(
     verifier: &Verifier,
     event: &CognitoEventUserPoolsVerifyAuthChallenge,
     user: UserId,
+    origins: &[Origin],
     timings: &mut Timings,
 ) -> Result<Answer, VerifierError> {
     let deadline = verifier.deadline();
@@ -107,6 +132,24 @@ async fn judge(
         Err(ClaimError::Refused(reason)) => return Ok(with_challenge(refuse(reason))),
         Err(ClaimError::Failed(e)) => return Err(e),
     };
+
+    // After the claim, so a timed-out client's challenge is spent like any other.
+    let started = Instant::now();
+    let timed_out = timeout::timed_out(verifier, origins, Utc::now(), &deadline).await;
+    timings.store += started.elapsed();
+    if let Some(origin) = timed_out? {
+        tracing::info!(user = %user, %origin, "refused: timed out for failed liveness checks");
+        let keys = match &claimed.steps {
+            Some(steps) => IssuedChallenge {
+                steps: Some(steps.clone()),
+                ..issued.clone()
+            }
+            .frame_keys(),
+            None => vec![issued.key()],
+        };
+        futures::future::join_all(keys.iter().map(|key| selfie::delete(verifier, key))).await;
+        return Ok(with_challenge(refuse(AuthFailureReason::LivenessTimedOut)));
+    }
 
     if let Some(steps) = &claimed.steps {
         // The steps are the record's, never the event's.

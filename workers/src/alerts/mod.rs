@@ -8,9 +8,14 @@
 //! 2. sum the user's window: at `lockout_threshold` failures lock the user for `lockout_secs`
 //!    ([`lockout`]) and raise a `lockout` alert;
 //! 3. sum the source's window: at `source_alert_threshold` raise a `repeated-failure` alert;
-//! 4. put `FailedLogins` / `Lockouts` into CloudWatch ([`alerter`]).
+//! 4. a failed liveness check is also counted against `liveness-device#<id>` and
+//!    `liveness-source#<address>`; at `liveness_failure_threshold` within
+//!    `liveness_window_secs` (AWS's advice: 5 in 3 minutes) the device or source is timed out
+//!    for `liveness_timeout_secs` (30 minutes, [`timeout`]) and a `liveness-timeout` alert
+//!    raised. Verify refuses a timed-out origin before any face work;
+//! 5. put `FailedLogins` / `Lockouts` into CloudWatch ([`alerter`]).
 //!
-//! Steps 2 and 3 run on every delivery, so a crash after counting still locks and alerts on
+//! Steps 2 to 4 run on every delivery, so a crash after counting still locks and alerts on
 //! the redelivery; alerts carry ids derived from their cause and are raised once per id.
 //! Beside the handler, [`dead_letters`] watches every dead-letter queue.
 //!
@@ -19,13 +24,14 @@
 pub mod alerter;
 pub mod dead_letters;
 pub mod lockout;
+pub mod timeout;
 pub mod windows;
 
 use std::time::Duration;
 
 use facegate_shared::config::Queue;
 use facegate_shared::events::{
-    AlertKind, AlertSubject, AuthEvent, AuthOutcome, Notification, SecurityAlert, Severity,
+    AlertKind, AlertSubject, AuthEvent, AuthOutcome, Notification, Origin, SecurityAlert, Severity,
 };
 use facegate_shared::ops::Health;
 use facegate_shared::stack::Stack;
@@ -35,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::role::{self, RoleArgs, RoleError};
 use alerter::Metric;
 use lockout::Lock;
+use timeout::Timeout;
 use windows::{Subject, Windows};
 
 /// The failure-alert worker's own settings.
@@ -76,6 +83,28 @@ pub struct AlertsSettings {
         default_value_t = 10
     )]
     pub source_alert_threshold: u32,
+    /// Failed liveness checks from one device or one source address within the liveness
+    /// window that time it out.
+    #[arg(
+        long = "liveness-failure-threshold",
+        env = "FACEGATE_LIVENESS_FAILURE_THRESHOLD",
+        default_value_t = 5
+    )]
+    pub liveness_failure_threshold: u32,
+    /// Length of the window failed liveness checks are counted in, in seconds.
+    #[arg(
+        long = "liveness-window-secs",
+        env = "FACEGATE_LIVENESS_WINDOW_SECS",
+        default_value_t = 180
+    )]
+    pub liveness_window_secs: u64,
+    /// How long a device or source stays timed out, in seconds.
+    #[arg(
+        long = "liveness-timeout-secs",
+        env = "FACEGATE_LIVENESS_TIMEOUT_SECS",
+        default_value_t = 1800
+    )]
+    pub liveness_timeout_secs: u64,
     /// How often every dead-letter queue is checked, in seconds.
     #[arg(
         long = "dlq-check-secs",
@@ -93,6 +122,9 @@ impl Default for AlertsSettings {
             lockout_threshold: 3,
             lockout_secs: 900,
             source_alert_threshold: 10,
+            liveness_failure_threshold: 5,
+            liveness_window_secs: 180,
+            liveness_timeout_secs: 1800,
             dlq_check_secs: 60,
         }
     }
@@ -139,23 +171,34 @@ pub struct FailureAlerts {
     stack: Stack,
     settings: AlertsSettings,
     windows: Windows,
+    liveness_windows: Windows,
 }
 
 impl FailureAlerts {
     pub fn new(stack: Stack, settings: AlertsSettings) -> Self {
         let windows = Windows::new(&settings);
+        let liveness_windows = Windows::liveness(&settings);
         Self {
             stack,
             settings,
             windows,
+            liveness_windows,
         }
     }
 
     async fn on_failure(&self, message_id: &str, event: &AuthEvent) -> Result<(), AlertError> {
         let user = Subject::User(event.user_id.clone());
         let source = event.source.map(Subject::Source);
+        let failed_check = matches!(event.outcome,
+            AuthOutcome::Failure { reason } if reason.is_failed_liveness_check());
+        let checked_origins = if failed_check {
+            event.origins()
+        } else {
+            Vec::new()
+        };
         let subjects: Vec<Subject> = std::iter::once(user.clone())
             .chain(source.clone())
+            .chain(checked_origins.iter().cloned().map(Subject::LivenessChecks))
             .collect();
         let key = format!("alerts#{message_id}");
         if windows::count_once(&self.stack, &self.windows, &key, &subjects, event.time).await? {
@@ -187,6 +230,55 @@ impl FailureAlerts {
                 alerter::raise_once(&self.stack, &alert).await?;
             }
         }
+        for origin in &checked_origins {
+            let subject = Subject::LivenessChecks(origin.clone());
+            let failures = windows::failures_in_window(
+                &self.stack,
+                &self.liveness_windows,
+                &subject,
+                event.time,
+            )
+            .await?;
+            if failures >= i64::from(self.settings.liveness_failure_threshold) {
+                self.time_out(event, origin, failures).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn time_out(
+        &self,
+        event: &AuthEvent,
+        origin: &Origin,
+        failures: i64,
+    ) -> Result<(), AlertError> {
+        let secs = self.settings.liveness_timeout_secs;
+        let until = match timeout::time_out(&self.stack, origin, event.time, secs).await? {
+            Timeout::Applied { until } => until,
+            Timeout::AlreadyTimedOut => return Ok(()),
+        };
+        let subject = match origin {
+            Origin::Device(device) => AlertSubject::Device(device.clone()),
+            Origin::Source(ip) => AlertSubject::Source(*ip),
+        };
+        let mut alert = self.alert(
+            format!("liveness-timeout:{}:{until}", origin.key()),
+            AlertKind::LivenessTimeout,
+            Severity::High,
+            subject,
+            format!(
+                "{origin} timed out for {secs} s after {failures} failed liveness checks within {} s",
+                self.liveness_windows.window_secs
+            ),
+            event,
+            failures,
+        );
+        alert.details.insert(
+            "window_secs".into(),
+            self.liveness_windows.window_secs.into(),
+        );
+        alert.details.insert("timed_out_until".into(), until.into());
+        alerter::raise_once(&self.stack, &alert).await?;
         Ok(())
     }
 

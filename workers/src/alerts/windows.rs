@@ -1,7 +1,8 @@
 //! Failure counts in sliding windows, in the `auth-failures` table.
 //!
 //! Time is cut into fixed buckets (`bucket_secs`, one minute by default); each subject
-//! (`user#<id>` or `source#<address>`) has one item per bucket holding a counter that is
+//! (`user#<id>`, `source#<address>`, and for failed liveness checks `liveness-device#<id>` and
+//! `liveness-source#<address>`) has one item per bucket holding a counter that is
 //! incremented atomically (`ADD failures :one`). The count "in the window" is the sum of the
 //! buckets that overlap the last `window_secs`, read with one query. Old buckets expire by TTL.
 //!
@@ -14,6 +15,7 @@ use std::net::IpAddr;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use facegate_shared::config::Table;
+use facegate_shared::events::Origin;
 use facegate_shared::ids::UserId;
 use facegate_shared::stack::Stack;
 use facegate_shared::tables::{auth_failures, processed_messages};
@@ -25,6 +27,8 @@ use super::{AlertError, AlertsSettings};
 pub enum Subject {
     User(UserId),
     Source(IpAddr),
+    /// Failed liveness checks only, per device or source.
+    LivenessChecks(Origin),
 }
 
 impl Subject {
@@ -33,6 +37,7 @@ impl Subject {
         match self {
             Subject::User(user) => format!("user#{user}"),
             Subject::Source(ip) => format!("source#{ip}"),
+            Subject::LivenessChecks(origin) => format!("liveness-{}", origin.key()),
         }
     }
 }
@@ -45,11 +50,21 @@ pub struct Windows {
 }
 
 impl Windows {
+    /// The window of the per-user and per-source failure counts.
     pub fn new(settings: &AlertsSettings) -> Self {
-        let bucket_secs = settings.bucket_secs.max(1) as i64;
+        Self::of(settings.window_secs, settings.bucket_secs)
+    }
+
+    /// The (shorter) window of failed liveness checks per device and source.
+    pub fn liveness(settings: &AlertsSettings) -> Self {
+        Self::of(settings.liveness_window_secs, settings.bucket_secs)
+    }
+
+    fn of(window_secs: u64, bucket_secs: u64) -> Self {
+        let bucket_secs = bucket_secs.max(1) as i64;
         Self {
             // A window is whole buckets.
-            window_secs: (settings.window_secs as i64).max(bucket_secs),
+            window_secs: (window_secs as i64).max(bucket_secs),
             bucket_secs,
         }
     }
@@ -71,7 +86,9 @@ impl Windows {
     }
 }
 
-/// Counts one failure against every subject, once per `message_key`. Returns whether it was
+/// Counts one failure against every subject, once per `message_key`. Every bucket is
+/// `windows`' size (the liveness windows share it), and kept as long as the longest window
+/// needs. Returns whether it was
 /// counted now (`false`: an earlier delivery already did).
 pub async fn count_once(
     stack: &Stack,
@@ -186,5 +203,13 @@ mod tests {
             Subject::User(UserId::parse("zoë").unwrap()).key(),
             "user#zoë"
         );
+        let device = facegate_shared::ids::DeviceId::parse("phone-1").unwrap();
+        assert_eq!(
+            Subject::LivenessChecks(Origin::Device(device)).key(),
+            "liveness-device#phone-1"
+        );
+        // The liveness window: three one-minute buckets by default.
+        let liveness = Windows::liveness(&AlertsSettings::default());
+        assert_eq!(liveness.range(t), (1_000_020 - 120, 1_000_020));
     }
 }
