@@ -86,16 +86,30 @@ pub mod auth_failures {
     /// A timeout's end, epoch seconds.
     pub const TIMED_OUT_UNTIL: &str = "timed_out_until";
     /// The `window_start` of a timeout item (it has one item per origin, not per bucket).
-    pub const TIMEOUT_WINDOW_START: i64 = 0;
-
-    /// The subject of `origin`'s timeout item.
-    pub fn timeout_subject(origin: &crate::events::Origin) -> String {
-        format!("timeout#{}", origin.key())
-    }
+    const TIMEOUT_WINDOW_START: i64 = 0;
 
     use std::collections::HashMap;
 
     use aws_sdk_dynamodb::types::AttributeValue;
+
+    /// The key of `origin`'s timeout item: `timeout#<origin>` at window start 0.
+    pub fn timeout_key(origin: &crate::events::Origin) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            (
+                SUBJECT.to_string(),
+                AttributeValue::S(format!("timeout#{}", origin.key())),
+            ),
+            (
+                WINDOW_START.to_string(),
+                AttributeValue::N(TIMEOUT_WINDOW_START.to_string()),
+            ),
+        ])
+    }
+
+    /// The end of the timeout a timeout item holds, if it holds a readable one.
+    pub fn timed_out_until(item: &HashMap<String, AttributeValue>) -> Option<i64> {
+        item.get(TIMED_OUT_UNTIL)?.as_n().ok()?.parse().ok()
+    }
 
     /// The failures counted in `buckets` (items of this table); an item without a readable
     /// count adds nothing.

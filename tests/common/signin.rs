@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::QueueAttributeName;
 use bytes::Bytes;
 use facegate_shared::config::{Table, Topic};
@@ -179,24 +178,13 @@ impl SignIn {
             .dynamodb
             .get_item()
             .table_name(stack.table(Table::AuthFailures))
-            .key(
-                auth_failures::SUBJECT,
-                AttributeValue::S(auth_failures::timeout_subject(origin)),
-            )
-            .key(
-                auth_failures::WINDOW_START,
-                AttributeValue::N(auth_failures::TIMEOUT_WINDOW_START.to_string()),
-            )
+            .set_key(Some(auth_failures::timeout_key(origin)))
             .consistent_read(true)
             .send()
             .await
             .expect("GetItem auth-failures")
             .item?;
-        item.get(auth_failures::TIMED_OUT_UNTIL)?
-            .as_n()
-            .ok()?
-            .parse()
-            .ok()
+        auth_failures::timed_out_until(&item)
     }
 
     pub async fn object_exists(&self, key: &str) -> bool {

@@ -6,7 +6,6 @@
 //! reads it. AWS's advice for liveness is the default: 5 failed checks in 3 minutes time the
 //! origin out for 30 minutes.
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use facegate_shared::config::Table;
 use facegate_shared::events::Origin;
@@ -28,14 +27,7 @@ pub async fn timed_out(
             .dynamodb()
             .get_item()
             .table_name(verifier.table(Table::AuthFailures))
-            .key(
-                auth_failures::SUBJECT,
-                AttributeValue::S(auth_failures::timeout_subject(origin)),
-            )
-            .key(
-                auth_failures::WINDOW_START,
-                AttributeValue::N(auth_failures::TIMEOUT_WINDOW_START.to_string()),
-            )
+            .set_key(Some(auth_failures::timeout_key(origin)))
             .consistent_read(true)
             .send();
         let item = deadline
@@ -43,10 +35,7 @@ pub async fn timed_out(
             .await?
             .map_err(|e| VerifierError::dependency("GetItem auth-failures (timeout)", e))?
             .item;
-        let until = item
-            .as_ref()
-            .and_then(|item| item.get(auth_failures::TIMED_OUT_UNTIL)?.as_n().ok())
-            .and_then(|n| n.parse::<i64>().ok());
+        let until = item.as_ref().and_then(auth_failures::timed_out_until);
         Ok::<_, VerifierError>(until.is_some_and(|until| until > now.timestamp()))
     });
     for (origin, timed_out) in origins.iter().zip(futures::future::join_all(reads).await) {

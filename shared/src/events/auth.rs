@@ -110,6 +110,16 @@ pub enum Origin {
 }
 
 impl Origin {
+    /// The device and the source address, those that are known.
+    pub fn known(device: Option<&DeviceId>, source: Option<IpAddr>) -> Vec<Origin> {
+        device
+            .cloned()
+            .map(Origin::Device)
+            .into_iter()
+            .chain(source.map(Origin::Source))
+            .collect()
+    }
+
     /// `device#<id>` or `source#<address>`.
     pub fn key(&self) -> String {
         match self {
@@ -148,12 +158,7 @@ impl AuthFailureReason {
 impl AuthEvent {
     /// The device and the source address the answer came from, those that are known.
     pub fn origins(&self) -> Vec<Origin> {
-        self.device
-            .clone()
-            .map(Origin::Device)
-            .into_iter()
-            .chain(self.source.map(Origin::Source))
-            .collect()
+        Origin::known(self.device.as_ref(), self.source)
     }
 
     /// `success` or `failure`: the `result` message attribute.

@@ -50,12 +50,7 @@ pub async fn verify(
         .unwrap_or_default();
     let mut timings = Timings::default();
     let device = device_of(&event);
-    let origins: Vec<Origin> = device
-        .clone()
-        .map(Origin::Device)
-        .into_iter()
-        .chain(source.map(Origin::Source))
-        .collect();
+    let origins = Origin::known(device.as_ref(), source);
     let answer = match UserId::parse(user_name.as_str()) {
         // Not a user id facegate could ever have issued a challenge for: nobody to count the
         // failure against, so nothing is published.

@@ -5,7 +5,7 @@
 //! As with a lock ([`super::lockout`]), the end is computed from the failure that crossed the
 //! threshold, so a redelivered message computes the same timeout and recognises it as its own.
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use facegate_shared::config::Table;
 use facegate_shared::events::Origin;
@@ -38,14 +38,7 @@ pub async fn time_out(
         .dynamodb
         .update_item()
         .table_name(stack.table(Table::AuthFailures))
-        .key(
-            auth_failures::SUBJECT,
-            AttributeValue::S(auth_failures::timeout_subject(origin)),
-        )
-        .key(
-            auth_failures::WINDOW_START,
-            n(auth_failures::TIMEOUT_WINDOW_START),
-        )
+        .set_key(Some(auth_failures::timeout_key(origin)))
         .update_expression("SET #until = :until, #exp = :exp")
         // The same timeout again is a redelivery and harmless; another one in force stays.
         .condition_expression("attribute_not_exists(#until) OR #until <= :now OR #until = :until")
@@ -54,7 +47,6 @@ pub async fn time_out(
         .expression_attribute_values(":until", n(until))
         .expression_attribute_values(":now", n(now))
         .expression_attribute_values(":exp", n(until + 86_400))
-        .return_values(ReturnValue::None)
         .send()
         .await;
     match result {
