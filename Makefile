@@ -73,7 +73,7 @@ bench-verifier: setup ## the Verify-challenge benchmark (release build; starts t
 bench-cognito: setup ## a face sign-in through the Cognito user pool and trigger Lambda vs. direct (release build; starts the stack and an engine)
 	$(CARGO) build --release --bin facegate
 	ORT_DYLIB_PATH="$(ORT_LIB)" scripts/with-engine.sh \
-	  env FACEGATE_PREFIX=fg-bench-cognito FACEGATE_FACE_CALLS_PER_SECOND=500 FACEGATE_FACE_CALLS_BURST=500 sh -c './target/release/facegate provision && ./target/release/facegate bench cognito'
+	  env FACEGATE_PREFIX=fg-bench-cognito FACEGATE_LIVENESS_POLICY=off FACEGATE_FACE_CALLS_PER_SECOND=500 FACEGATE_FACE_CALLS_BURST=500 sh -c './target/release/facegate provision && ./target/release/facegate bench cognito'
 
 bench-liveness: setup ## the liveness attack suite through the user pool: APCER per attack kind, BPCER (release build; starts the stack and an engine)
 	$(CARGO) build --release --bin facegate

@@ -10,10 +10,12 @@
 //!    the presigned URL); the demo watches `GET /v1/registrations/<user>` until the pipeline
 //!    makes them ACTIVE.
 //! 2. Security ops subscribe a queue of their own to the `security-alerts` topic.
-//! 3. Mallory registers Alice's face (another photo of her) as herself: the duplicate is caught
+//! 3. Mallory registers Alice's face (a copy of her photo) as herself: the duplicate is caught
 //!    and security ops receive the `duplicate-registration` alert.
-//! 4. Alice signs in with another photo through Cognito (CUSTOM_AUTH: the challenge, a PUT of
-//!    the selfie, the answer) and gets tokens; her access token opens her own data.
+//! 4. Alice signs in through Cognito (CUSTOM_AUTH: the challenge, the upload, the answer) and
+//!    gets tokens; her access token opens her own data. Under active liveness (the default)
+//!    she uploads the frames of her head-turn clip that show the steps the challenge asks;
+//!    with liveness off, one frontal frame of it as the selfie.
 //! 5. Someone tries to sign in as Alice with Bob's face, three times: every answer is refused
 //!    and Cognito ends the sign-in without tokens.
 //! 6. Alice is locked (Cognito refuses even a fresh sign-in) and security ops receive the
@@ -46,7 +48,9 @@ use facegate_shared::stack::{Stack, StackArgs, StackError};
 use facegate_shared::user_pool::{LookupError, UserPool};
 use facegate_verifier::client::fresh_copy;
 use facegate_verifier::client::{ClientError, StatusCode, VerifierClient};
-use facegate_verifier::cognito_app::{Answered, AppError, CognitoApp};
+use facegate_verifier::cognito_app::{Answered, AppError, CognitoApp, FaceChallenge, Uploads};
+use facegate_verifier::liveness::Step;
+use facegate_verifier::liveness_suite::{Camera, Clip, SuiteError};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -71,14 +75,28 @@ pub struct DemoArgs {
     /// prints the one it generated when none was set).
     #[arg(long, env = "FACEGATE_VERIFIER_TOKEN", hide_env_values = true)]
     pub verifier_token: String,
-    /// Folder of labelled photos named `<person>_<n>.<jpg|png>`. The person with the most
-    /// photos (at least two) plays Alice, the next one Bob.
+    /// Folder of labelled photos named `<person>_<n>.<jpg|png>`. Alice's first photo there
+    /// registers her; the person with the most photos (at least two) after her plays Bob.
     #[arg(
         long,
         env = "FACEGATE_DEMO_FACES",
         default_value = "tests/fixtures/faces"
     )]
     pub faces: PathBuf,
+    /// The person (as named in the photos) who plays Alice: the one in the head-turn clip.
+    #[arg(
+        long,
+        env = "FACEGATE_DEMO_ALICE",
+        default_value = "lin_manuel_miranda"
+    )]
+    pub alice: String,
+    /// Folder of Alice's head-turn clip (`frame_<n>.jpg`): she signs in with its frames.
+    #[arg(
+        long,
+        env = "FACEGATE_DEMO_CLIP",
+        default_value = "tests/fixtures/faces/clip"
+    )]
+    pub clip: PathBuf,
     /// Names this run's users `demo-<run id>-alice|bob|mallory` (1-16 lowercase letters,
     /// digits or `-`). A random one when unset.
     #[arg(long, env = "FACEGATE_DEMO_RUN_ID", value_parser = parse_run_id)]
@@ -116,6 +134,8 @@ pub enum DemoError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("alice's head-turn clip: {0}")]
+    Clip(#[from] SuiteError),
     #[error(transparent)]
     UserId(#[from] IdError),
     #[error("reaching the stack: {0} (is `facegate dev` running with the same FACEGATE_PREFIX?)")]
@@ -173,74 +193,66 @@ struct Photo {
 
 /// Who plays whom, and with which photos.
 struct Cast {
-    /// Alice's registration photo, the other photo she signs in with, and the photo of her
-    /// that Mallory registers (her registration photo again if she has only two).
-    alice: [Photo; 3],
+    /// Alice's registration photo (Mallory registers a copy of it).
+    alice: Photo,
+    /// Alice's head-turn clip: the frames she signs in with.
+    clip: Clip,
     /// Bob's registration photo, and the photo of his face used against Alice (his
     /// registration photo again if he has only one).
     bob: [Photo; 2],
 }
 
 impl Cast {
-    /// The person with the most photos (at least two) is Alice, the next Bob; ties go by name.
-    fn from_folder(folder: &Path) -> Result<Self, DemoError> {
+    /// Alice is `alice` with her clip; Bob the other person with the most photos, ties by name.
+    fn new(folder: &Path, alice: &str, clip: &Path) -> Result<Self, DemoError> {
         let photos_error = |detail: String| DemoError::Photos {
             folder: folder.to_path_buf(),
             detail,
         };
         let entries = std::fs::read_dir(folder).map_err(|e| photos_error(e.to_string()))?;
-        let mut people: BTreeMap<String, Vec<(String, PathBuf, ImageExtension)>> = BTreeMap::new();
+        let mut people: BTreeMap<String, Vec<(String, PathBuf)>> = BTreeMap::new();
         for entry in entries.filter_map(Result::ok) {
             let file = entry.file_name().to_string_lossy().into_owned();
-            let extension = match file.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()) {
-                Some(e) if e == "jpg" => ImageExtension::Jpg,
-                Some(e) if e == "jpeg" => ImageExtension::Jpeg,
-                Some(e) if e == "png" => ImageExtension::Png,
-                _ => continue,
-            };
-            if let Some(person) = person_of(&file) {
+            // Only JPEG and PNG photos are cast; the pipeline reads the format from the bytes.
+            let image = file
+                .rsplit_once('.')
+                .map(|(_, e)| e.to_ascii_lowercase())
+                .is_some_and(|e| ImageExtension::parse(&e).is_some());
+            if let Some(person) = person_of(&file).filter(|_| image) {
                 let person = person.to_string();
-                people
-                    .entry(person)
-                    .or_default()
-                    .push((file, entry.path(), extension));
+                people.entry(person).or_default().push((file, entry.path()));
             }
         }
-        let mut people: Vec<_> = people.into_iter().collect();
-        people
-            .iter_mut()
-            .for_each(|(_, photos)| photos.sort_by(|a, b| a.0.cmp(&b.0)));
-        people.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
-        let (alice, bob) = match people.as_slice() {
-            [alice, bob, ..] if alice.1.len() >= 2 => (&alice.1, &bob.1),
-            _ => {
-                return Err(photos_error(
-                    "needs photos named <person>_<n>.<jpg|png> of two people, one of them with \
-                     at least two photos"
-                        .into(),
-                ));
+        people.values_mut().for_each(|photos| photos.sort());
+        let read = |(file, path): &(String, PathBuf)| -> Result<Photo, DemoError> {
+            Ok(Photo {
+                file: file.clone(),
+                bytes: std::fs::read(path).map_err(|source| DemoError::Photo {
+                    path: path.clone(),
+                    source,
+                })?,
+            })
+        };
+        let alice_photo = match people.remove(alice) {
+            Some(photos) => read(&photos[0])?,
+            None => {
+                return Err(photos_error(format!(
+                    "no photo of {alice} (named {alice}_<n>.<jpg|png>) to register alice with"
+                )));
             }
         };
-        // Only JPEG and PNG photos are cast; the pipeline reads the format from the bytes.
-        let read =
-            |(file, path, _): &(String, PathBuf, ImageExtension)| -> Result<Photo, DemoError> {
-                Ok(Photo {
-                    file: file.clone(),
-                    bytes: std::fs::read(path).map_err(|source| DemoError::Photo {
-                        path: path.clone(),
-                        source,
-                    })?,
-                })
-            };
-        let alice_photos = [
-            read(&alice[0])?,
-            read(&alice[1])?,
-            read(alice.get(2).unwrap_or(&alice[0]))?,
-        ];
-        let bob_photos = [read(&bob[0])?, read(bob.get(1).unwrap_or(&bob[0]))?];
+        let mut others: Vec<_> = people.into_iter().collect();
+        others.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
+        let Some((_, bob)) = others.first() else {
+            return Err(photos_error(format!(
+                "needs photos named <person>_<n>.<jpg|png> of someone other than {alice} to \
+                 play bob"
+            )));
+        };
         Ok(Self {
-            alice: alice_photos,
-            bob: bob_photos,
+            alice: alice_photo,
+            clip: Clip::load(clip)?,
+            bob: [read(&bob[0])?, read(bob.get(1).unwrap_or(&bob[0]))?],
         })
     }
 }
@@ -268,7 +280,7 @@ struct Demo {
 
 /// Runs the demo; prints the story on stdout as it goes.
 pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
-    let cast = Cast::from_folder(&args.faces)?;
+    let cast = Cast::new(&args.faces, &args.alice, &args.clip)?;
     let run_id = args
         .run_id
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_string());
@@ -299,8 +311,10 @@ pub async fn run(args: DemoArgs) -> Result<(), DemoError> {
         args.faces.display()
     );
     println!(
-        "  alice   = {}  (photos {}, {}, {})",
-        demo.users.alice, demo.cast.alice[0].file, demo.cast.alice[1].file, demo.cast.alice[2].file
+        "  alice   = {}  (photo {}; signs in with frames of her head-turn clip {})",
+        demo.users.alice,
+        demo.cast.alice.file,
+        args.clip.display()
     );
     println!(
         "  bob     = {}  (another person; photos {}, {})",
@@ -419,7 +433,7 @@ impl Demo {
     async fn story(&self, ops: &mut Option<SecurityOps>) -> Result<(), DemoError> {
         let users = &self.users;
         step(1, "alice and bob sign up and register a photo each", async {
-            let alice = self.upload(&users.alice, &self.cast.alice[0]).await?;
+            let alice = self.upload(&users.alice, &self.cast.alice).await?;
             let bob = self.upload(&users.bob, &self.cast.bob[0]).await?;
             for (user, upload) in [(&users.alice, &alice), (&users.bob, &bob)] {
                 let settled = self.settle(user, upload).await?;
@@ -450,7 +464,7 @@ impl Demo {
         let ops = ops.insert(opened);
 
         step(3, "mallory registers alice's face as her own", async {
-            let photo = &self.cast.alice[2];
+            let photo = &self.cast.alice;
             let upload = self.upload(&users.mallory, photo).await?;
             let settled = self.settle(&users.mallory, &upload).await?;
             match settled.state.as_str() {
@@ -478,13 +492,11 @@ impl Demo {
         })
         .await?;
 
-        step(4, "alice signs in with another photo of her face", async {
-            let selfie = &self.cast.alice[1];
-            let Answered::SignedIn(tokens) = self.attempt(&users.alice, selfie).await? else {
-                return Err(Problem::Unexpected(format!(
-                    "Cognito refused alice's own face ({}): a wrong answer",
-                    selfie.file
-                )));
+        step(4, "alice signs in with her face", async {
+            let Answered::SignedIn(tokens) = self.alice_signs_in().await? else {
+                return Err(Problem::Unexpected(
+                    "Cognito refused alice's own face: a wrong answer".into(),
+                ));
             };
             println!("  Cognito  -> IdToken, AccessToken, RefreshToken: alice is signed in");
             let path = format!("/v1/registrations/{}", users.alice);
@@ -515,11 +527,11 @@ impl Demo {
                     challenge.key
                 );
                 for attempt in 1..=3 {
-                    self.app
-                        .upload(&challenge, fresh_copy(&selfie.bytes))
+                    let what = self
+                        .present(&challenge, &selfie.bytes, &selfie.file)
                         .await?;
                     let answered = self.app.answer(&challenge, &challenge.key).await;
-                    print!("  attempt {attempt}: PUT {} and answer -> ", selfie.file);
+                    print!("  attempt {attempt}: PUT {what} and answer -> ");
                     match answered {
                         Ok(Answered::TryAgain(next)) if attempt < 3 => {
                             println!("wrong answer, another challenge");
@@ -724,19 +736,56 @@ impl Demo {
         }
     }
 
-    /// One face sign-in through Cognito: `InitiateAuth`, the PUT of the selfie, the answer.
-    async fn attempt(&self, user: &UserId, selfie: &Photo) -> Result<Answered, Problem> {
-        let challenge = self.app.start_face_sign_in(user.as_str()).await?;
-        println!(
-            "  InitiateAuth CUSTOM_AUTH -> a one-time upload for {}",
-            challenge.key
-        );
-        self.app
-            .upload(&challenge, fresh_copy(&selfie.bytes))
+    /// Alice's face sign-in through Cognito: `InitiateAuth`, the upload of what the
+    /// challenge asks (the clip's frames showing its steps, or one frontal frame of it), the
+    /// answer.
+    async fn alice_signs_in(&self) -> Result<Answered, Problem> {
+        let challenge = self
+            .app
+            .start_face_sign_in(self.users.alice.as_str())
             .await?;
-        println!("  PUT {} to the presigned URL", selfie.file);
-        let answered = self.app.answer(&challenge, &challenge.key).await?;
-        Ok(answered)
+        match &challenge.uploads {
+            Uploads::Frames { steps, urls } => {
+                println!(
+                    "  InitiateAuth CUSTOM_AUTH -> liveness steps {steps}, {} one-time uploads",
+                    urls.len()
+                );
+                let frames = Camera::new(&self.cast.clip).frames(steps);
+                self.app.upload_frames(&challenge, &frames).await?;
+                println!("  PUT the frames of her head-turn clip that show {steps}");
+            }
+            Uploads::Selfie { .. } => {
+                println!(
+                    "  InitiateAuth CUSTOM_AUTH -> a one-time upload for {} (liveness off)",
+                    challenge.key
+                );
+                let frontal = &self.cast.clip.pool(Step::Centre)[0];
+                self.app.upload(&challenge, fresh_copy(frontal)).await?;
+                println!("  PUT a frontal frame of her clip as the selfie");
+            }
+        }
+        Ok(self.app.answer(&challenge, &challenge.key).await?)
+    }
+
+    /// Uploads `photo` for `challenge`: as the selfie, or as every frame of a liveness
+    /// challenge (a photo held up to the camera). Says what was put.
+    async fn present(
+        &self,
+        challenge: &FaceChallenge,
+        photo: &[u8],
+        file: &str,
+    ) -> Result<String, Problem> {
+        match &challenge.uploads {
+            Uploads::Frames { urls, .. } => {
+                let frames: Vec<Bytes> = urls.iter().map(|_| fresh_copy(photo)).collect();
+                self.app.upload_frames(challenge, &frames).await?;
+                Ok(format!("{file} as every liveness frame"))
+            }
+            Uploads::Selfie { .. } => {
+                self.app.upload(challenge, fresh_copy(photo)).await?;
+                Ok(file.to_string())
+            }
+        }
     }
 
     /// Whether Cognito refuses to even start a face sign-in of `user` (locked or unknown).
@@ -1012,15 +1061,18 @@ mod tests {
 
     #[test]
     fn the_fixture_photos_cast_two_people() {
-        let cast = Cast::from_folder(Path::new("tests/fixtures/faces")).expect("a cast");
-        let person = |file: &str| person_of(file).map(str::to_string);
-        let alice: Vec<_> = cast.alice.iter().map(|p| person(&p.file)).collect();
-        let bob: Vec<_> = cast.bob.iter().map(|p| person(&p.file)).collect();
-        assert!(alice.iter().all(|p| *p == alice[0]), "{alice:?}");
+        let (faces, clip) = (
+            Path::new("tests/fixtures/faces"),
+            Path::new("tests/fixtures/faces/clip"),
+        );
+        let cast = Cast::new(faces, "lin_manuel_miranda", clip).expect("a cast");
+        assert_eq!(person_of(&cast.alice.file), Some("lin_manuel_miranda"));
+        let bob: Vec<_> = cast.bob.iter().map(|p| person_of(&p.file)).collect();
         assert!(bob.iter().all(|p| *p == bob[0]), "{bob:?}");
-        assert_ne!(alice[0], bob[0]);
-        // Alice signs in with a photo other than the registered one.
-        assert_ne!(cast.alice[0].file, cast.alice[1].file);
-        assert!(Cast::from_folder(Path::new("no/such/folder")).is_err());
+        assert_ne!(bob[0], Some("lin_manuel_miranda"));
+        assert!(!cast.clip.pool(Step::Left).is_empty());
+        assert!(Cast::new(faces, "nobody", clip).is_err());
+        assert!(Cast::new(faces, "lin_manuel_miranda", Path::new("no/clip")).is_err());
+        assert!(Cast::new(Path::new("no/such/folder"), "lin_manuel_miranda", clip).is_err());
     }
 }

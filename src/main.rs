@@ -88,7 +88,7 @@ enum Bench {
     Cognito(facegate_verifier::bench::BenchArgs),
     /// The liveness attack suite through the stack's user pool: genuine head-turn sequences
     /// and presentation attacks, APCER per attack kind and BPCER (needs a stack provisioned
-    /// with FACEGATE_LIVENESS_POLICY=active and `facegate engine`).
+    /// with liveness `active`, the default, and `facegate engine`).
     Liveness(facegate_verifier::liveness_suite::SuiteArgs),
     /// The quality gates' refusals: every labelled photo and its simple variants (re-encoded,
     /// mirrored, scaled, cropped, darkened, blurred) through the engine's DetectFaces and the

@@ -47,7 +47,10 @@ fn facegate(test: &TestStack, args: &[&str], env: &[(&str, String)]) -> Command 
         "FACEGATE_VERIFY_MAX_ANSWERS",
         "FACEGATE_VERIFY_THRESHOLD",
         "FACEGATE_DEMO_FACES",
+        "FACEGATE_DEMO_ALICE",
+        "FACEGATE_DEMO_CLIP",
         "FACEGATE_DEMO_RUN_ID",
+        "FACEGATE_LIVENESS_POLICY",
         "FACEGATE_DEMO_VERIFIER_URL",
         "AWS_ENDPOINT_URL_REKOGNITION",
     ] {
@@ -211,8 +214,10 @@ async fn the_demo_tells_the_whole_story_against_facegate_dev() {
         format!("{mallory}: GET /v1/registrations/{mallory} -> REJECTED (duplicate)"),
         "security ops received: kind=duplicate-registration severity=".into(),
         format!("about {mallory}"),
-        "[4/8] alice signs in with another photo of her face".into(),
-        "InitiateAuth CUSTOM_AUTH -> a one-time upload for signin/".into(),
+        // Under the default policy: active liveness, with the frames of her clip.
+        "[4/8] alice signs in with her face".into(),
+        "InitiateAuth CUSTOM_AUTH -> liveness steps ".into(),
+        "PUT the frames of her head-turn clip that show ".into(),
         "Cognito  -> IdToken, AccessToken, RefreshToken: alice is signed in".into(),
         "with her access token -> 200 OK".into(),
         "[5/8] someone tries to sign in as alice with bob's face, three times".into(),
@@ -237,6 +242,11 @@ async fn the_demo_tells_the_whole_story_against_facegate_dev() {
         story.matches("wrong answer, another challenge").count(),
         2,
         "two impostor attempts with tries left, then the end:\n{story}"
+    );
+    assert_eq!(
+        story.matches("as every liveness frame and answer").count(),
+        3,
+        "bob's photo held up for every step of three challenges:\n{story}"
     );
     assert_eq!(
         story.matches("alice is signed in").count(),

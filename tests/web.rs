@@ -714,7 +714,8 @@ async fn a_person_signs_up_registers_and_signs_in_with_the_camera() {
     let shots = Screenshots::new("sign-in-story");
     let driver = Driver::start().await;
     let test = TestStack::new().await;
-    let dev = Dev::start(&test, &[]).await;
+    // The single-selfie page; the liveness steps have their own case below.
+    let dev = Dev::start(&test, &[("FACEGATE_LIVENESS_POLICY", "off")]).await;
     let run = &uuid::Uuid::new_v4().simple().to_string()[..6];
     let (alice, carol) = (format!("web-{run}-alice"), format!("web-{run}-carol"));
     let cameras = dev.dir.join("cameras");
@@ -1022,6 +1023,7 @@ async fn bench_face_sign_in_in_the_browser() {
         &[
             ("RUST_LOG", "info,facegate_engine=debug"),
             ("FACEGATE_LOG_FORMAT", "json"),
+            ("FACEGATE_LIVENESS_POLICY", "off"),
         ],
     )
     .await;

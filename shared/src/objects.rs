@@ -55,7 +55,8 @@ pub enum ImageExtension {
 }
 
 impl ImageExtension {
-    fn parse(extension: &str) -> Option<Self> {
+    /// A lowercase extension facegate takes photos in, without its dot.
+    pub fn parse(extension: &str) -> Option<Self> {
         match extension {
             "jpg" => Some(Self::Jpg),
             "jpeg" => Some(Self::Jpeg),

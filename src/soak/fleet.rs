@@ -368,6 +368,8 @@ impl Fleet {
             // redrive policy must match it, whatever the caller's environment says.
             .env_remove("FACEGATE_BUCKET")
             .env_remove("FACEGATE_MAX_RECEIVE_COUNT")
+            // The soak's sign-ins present one selfie each: it loads the single-selfie flow.
+            .env("FACEGATE_LIVENESS_POLICY", "off")
             .kill_on_drop(true);
         for (service, variable) in [
             (Service::S3, "AWS_ENDPOINT_URL_S3"),

@@ -259,6 +259,9 @@ impl Pipeline {
             .env("FACEGATE_DEDUP_DEAD_LETTER_SWEEP_SECS", "2")
             .env("FACEGATE_OPS_LISTEN", "127.0.0.1:0")
             .env_remove("FACEGATE_BUCKET")
+            // The single-selfie flow unless a test asks for liveness: the default (`active`)
+            // is for new stacks, and the tests that sign in with one photo say which they are.
+            .env("FACEGATE_LIVENESS_POLICY", "off")
             .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .kill_on_drop(true);
         command

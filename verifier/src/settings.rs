@@ -126,13 +126,13 @@ pub struct VerifierSettings {
     /// so browsers refuse cross-origin calls.
     #[arg(long = "verifier-cors-origin", env = "FACEGATE_VERIFIER_CORS_ORIGIN")]
     pub cors_origin: Option<String>,
-    /// Liveness: `off` (one selfie; a photo of the user signs in) or `active` (three frames
-    /// showing a random sequence of head poses, checked on the server; see verifier/README.md).
+    /// Liveness: `active` (three frames showing a random sequence of head poses, checked on
+    /// the server; see verifier/README.md) or `off` (one selfie: a photo of the user signs in).
     #[arg(
         long = "liveness",
         env = "FACEGATE_LIVENESS_POLICY",
         value_enum,
-        default_value_t = LivenessPolicy::Off
+        default_value_t = LivenessPolicy::Active
     )]
     pub liveness: LivenessPolicy,
     /// Liveness: the similarity (0-100) every frame must reach against the registered face
@@ -155,7 +155,9 @@ pub struct SettingsError {
 }
 
 impl VerifierSettings {
-    /// The defaults, with `token`, on a random loopback port: what tests and `facegate dev` use.
+    /// The defaults, with `token`, on a random loopback port, and liveness `off`: what the
+    /// tests and benchmarks of the single-selfie flow start in-process (`facegate dev` and
+    /// every deployed role take the flags' defaults, liveness `active`).
     pub fn local(token: impl Into<String>) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -256,6 +258,25 @@ fn check_origin(origin: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        verifier: VerifierSettings,
+    }
+
+    #[test]
+    fn a_new_stack_asks_for_liveness() {
+        // The flag, not the environment, so a developer's FACEGATE_LIVENESS_POLICY is moot.
+        let defaults = Flags::try_parse_from(["verifier"]).expect("the defaults parse");
+        if std::env::var_os("FACEGATE_LIVENESS_POLICY").is_none() {
+            assert_eq!(defaults.verifier.liveness, LivenessPolicy::Active);
+        }
+        let off = Flags::try_parse_from(["verifier", "--liveness", "off"]).expect("off parses");
+        assert_eq!(off.verifier.liveness, LivenessPolicy::Off);
+        assert!(Flags::try_parse_from(["verifier", "--liveness", "passive"]).is_err());
+    }
 
     #[test]
     fn a_cors_origin_is_one_exact_origin() {
