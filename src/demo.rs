@@ -76,7 +76,7 @@ pub struct DemoArgs {
     #[arg(long, env = "FACEGATE_VERIFIER_TOKEN", hide_env_values = true)]
     pub verifier_token: String,
     /// Folder of labelled photos named `<person>_<n>.<jpg|png>`. Alice's first photo there
-    /// registers her; the person with the most photos (at least two) after her plays Bob.
+    /// registers her; of the others, the person with the most photos plays Bob.
     #[arg(
         long,
         env = "FACEGATE_DEMO_FACES",
