@@ -320,16 +320,21 @@ pub fn judge(
     line(
         unexplained == 0,
         format!(
-            "Define refused only locked users: {} users refused, {unexplained} of them not locked",
+            "Define or Create refused only locked users: {} users refused, {unexplained} of them \
+             not locked",
             refused.len()
         ),
     );
 
     // 7. Sign-in answers.
-    let errors = attempts
+    let failed: Vec<&str> = attempts
         .iter()
-        .filter(|a| matches!(a.outcome, Outcome::Error(_)))
-        .count();
+        .filter_map(|a| match &a.outcome {
+            Outcome::Error(e) => Some(e.as_str()),
+            _ => None,
+        })
+        .collect();
+    let errors = failed.len();
     let false_accepts = attempts
         .iter()
         .filter(|a| a.kind == Kind::Impostor && a.outcome == Outcome::SignedIn)
@@ -338,7 +343,12 @@ pub fn judge(
         errors == 0 && false_accepts == 0,
         format!(
             "every sign-in answered, no impostor signed in: {errors} errors, {false_accepts} \
-             impostors with tokens"
+             impostors with tokens{}",
+            // The first error says what went wrong without the roles' logs.
+            failed
+                .first()
+                .map(|e| format!("; first error: {e}"))
+                .unwrap_or_default()
         ),
     );
 

@@ -36,7 +36,8 @@ pub enum Outcome {
     SignedIn,
     /// Verify answered `false`.
     Rejected,
-    /// The first Define refused: the user is locked (every target is ACTIVE).
+    /// The first Define (or, racing another attempt's lock, Create) refused: the user is
+    /// locked (every target is ACTIVE).
     LockedOut,
     /// A request failed or an answer made no sense.
     Error(String),
@@ -211,7 +212,13 @@ async fn steps(
             return Ok(Outcome::Error("tokens issued without an answer".into()));
         }
     }
-    let challenge = client.create(user.as_str(), &[]).await?;
+    let challenge = match client.create(user.as_str(), &[]).await {
+        Ok(challenge) => challenge,
+        // Another attempt's third wrong answer locked the user between this Define and
+        // Create: Create refuses too, as it must.
+        Err(e) if e.code().as_deref() == Some("cannot-sign-in") => return Ok(Outcome::LockedOut),
+        Err(e) => return Err(e),
+    };
     // Each selfie is new to the engine, as every real sign-in's is.
     client
         .put_presigned(&challenge.url, client::fresh_copy(&selfie))

@@ -55,6 +55,17 @@ pub enum ClientError {
     Unexpected { what: String, detail: String },
 }
 
+impl ClientError {
+    /// The verifier's error code (`cannot-sign-in`), when it answered with an error body.
+    pub fn code(&self) -> Option<String> {
+        let Self::Status { body, .. } = self else {
+            return None;
+        };
+        let body: Value = serde_json::from_str(body).ok()?;
+        body["error"]["code"].as_str().map(str::to_string)
+    }
+}
+
 /// One of Cognito's custom-auth triggers, as served under `/cognito/<name>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trigger {

@@ -35,7 +35,8 @@ pub enum VerifierError {
     PayloadTooLarge { limit: u64 },
     #[error("{0} not found")]
     NotFound(String),
-    /// Create was asked for a user Define would refuse (Cognito never does this).
+    /// Create was asked for a user Define would now refuse: locked by a concurrent sign-in's
+    /// last wrong answer since Define said yes, or erased.
     #[error("user {user} cannot sign in: {reason:?}")]
     CannotSignIn {
         user: String,
