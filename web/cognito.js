@@ -168,6 +168,13 @@ export function deviceId() {
 
 function faceChallenge(username, answer) {
   const p = answer.ChallengeParameters || {};
+  if (p.livenessSessionId) {
+    // FACEGATE_LIVENESS_POLICY=aws-face-liveness: AWS's FaceLivenessDetector answers it.
+    throw new CognitoError(
+      "UnsupportedChallenge",
+      "This sign-in asks for Amazon's Face Liveness check, which this page does not run.",
+    );
+  }
   const steps = p.steps ? p.steps.split(",") : null;
   const frameUrls = steps ? steps.map((_, i) => p[`frame${i + 1}Url`]) : null;
   const complete = steps ? frameUrls.every(Boolean) : Boolean(p.url);

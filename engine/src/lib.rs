@@ -6,6 +6,7 @@
 //! - [`face`]: the pipeline (decode, detect, align, embed, measure) and the calibrated similarity.
 //! - [`collection`]: collections of faces, durable on disk, searched exactly in memory.
 //! - [`server`]: the Rekognition-compatible HTTP server, one file per operation.
+//! - [`liveness`]: the local stand-in for Rekognition Face Liveness.
 //! - [`bench`]: `facegate bench engine`.
 //!
 //! [`run`] is `facegate engine`; [`spawn`] starts the same server in-process (tests, `facegate
@@ -14,6 +15,7 @@
 pub mod bench;
 pub mod collection;
 pub mod face;
+pub mod liveness;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -203,6 +205,7 @@ pub async fn spawn_with_models(
         max_body_bytes: args.max_body_bytes,
         verifier,
         calls: Default::default(),
+        liveness: Default::default(),
     });
     let calls = state.calls.clone();
     let listener = tokio::net::TcpListener::bind(args.listen)

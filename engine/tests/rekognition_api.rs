@@ -958,3 +958,165 @@ async fn images_are_read_from_s3() {
         .await;
     let _ = s3.delete_bucket().bucket(&bucket).send().await;
 }
+
+/// `PUT path` with a binary body, raw.
+async fn raw_put(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A frame of the head-turn clip showing `step` (right: a left turn, mirrored); `take` 1 is
+/// another one, for a step asked twice.
+fn clip_frame(step: &str, take: usize) -> Vec<u8> {
+    let clip = workspace_root().join("tests/fixtures/faces/clip");
+    let read = |n: u32| std::fs::read(clip.join(format!("frame_{n:04}.jpg"))).unwrap();
+    let left = [123, 126][take];
+    match step {
+        "centre" => read([90, 153][take]),
+        "left" => read(left),
+        _ => {
+            let turned = image::load_from_memory(&read(left)).unwrap().to_rgb8();
+            let mut out = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92)
+                .encode_image(&image::imageops::flip_horizontal(&turned))
+                .unwrap();
+            out
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn face_liveness_sessions_take_each_frame_once_and_decide_once() {
+    use aws_sdk_rekognition::types::LivenessSessionStatus;
+    let dir = data_dir();
+    let test = start_engine(&dir).await;
+    let (client, addr) = (&test.client, test.engine.addr());
+    let create = |token: &'static str| async move {
+        client
+            .create_face_liveness_session()
+            .client_request_token(token)
+            .send()
+            .await
+            .expect("CreateFaceLivenessSession")
+            .session_id()
+            .to_string()
+    };
+    let results = |id: String| async move {
+        client
+            .get_face_liveness_session_results()
+            .session_id(id)
+            .send()
+            .await
+            .expect("GetFaceLivenessSessionResults")
+    };
+    let id = create("challenge-1").await;
+    assert_eq!(create("challenge-1").await, id, "a retried create");
+    assert_eq!(
+        results(id.clone()).await.status(),
+        &LivenessSessionStatus::Created
+    );
+
+    // The client reads the steps and puts a frame per step.
+    let feed = |id: String| async move {
+        let get = format!(
+            "GET /liveness/sessions/{id} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        );
+        let (status, body) = raw_request(addr, get).await;
+        assert_eq!(status, 200, "{body}");
+        let steps: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let steps: Vec<String> = steps["Steps"]
+            .as_str()
+            .unwrap()
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        let mut frames = Vec::new();
+        for (n, step) in steps.iter().enumerate() {
+            // A step asked twice gets another frame of the clip (a live head moved).
+            let take = frames
+                .iter()
+                .filter(|(s, _): &&(String, Vec<u8>)| s == step)
+                .count();
+            let frame = clip_frame(step, take.min(1));
+            let path = format!("/liveness/sessions/{id}/frames/{}", n + 1);
+            assert_eq!(raw_put(addr, &path, &frame).await, 204, "{path}");
+            frames.push((step.clone(), frame));
+        }
+        frames
+    };
+    let frames = feed(id.clone()).await;
+    let first = format!("/liveness/sessions/{id}/frames/1");
+    assert_eq!(
+        raw_put(addr, &first, &frames[0].1).await,
+        409,
+        "a frame twice"
+    );
+    assert_eq!(
+        raw_put(addr, &format!("/liveness/sessions/{id}/frames/4"), b"x").await,
+        404
+    );
+
+    let live = results(id.clone()).await;
+    assert_eq!(live.status(), &LivenessSessionStatus::Succeeded);
+    assert!(live.confidence().unwrap_or(0.0) >= 90.0);
+    let reference = live
+        .reference_image()
+        .and_then(|r| r.bytes())
+        .expect("a reference");
+    assert!(
+        frames
+            .iter()
+            .any(|(step, f)| step == "centre" && f.as_slice() == reference.as_ref()),
+        "the reference is the frontal frame"
+    );
+    assert_eq!(
+        results(id.clone()).await.status(),
+        &LivenessSessionStatus::Succeeded,
+        "the decision stands"
+    );
+    assert_eq!(raw_put(addr, &first, &frames[0].1).await, 409, "decided");
+
+    // The same frames fed to another session are a replay.
+    let other = create("challenge-2").await;
+    let get = format!(
+        "GET /liveness/sessions/{other} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    );
+    let (_, body) = raw_request(addr, get).await;
+    let steps: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for (n, step) in steps["Steps"].as_str().unwrap().split(',').enumerate() {
+        let frame = &frames.iter().find(|(s, _)| s == step).unwrap().1;
+        let path = format!("/liveness/sessions/{other}/frames/{}", n + 1);
+        assert_eq!(raw_put(addr, &path, frame).await, 204);
+    }
+    let replayed = results(other).await;
+    assert_eq!(replayed.status(), &LivenessSessionStatus::Failed);
+    assert_eq!(replayed.confidence(), Some(0.0));
+    assert!(replayed.reference_image().is_none());
+
+    let unknown = client
+        .get_face_liveness_session_results()
+        .session_id(uuid::Uuid::new_v4().to_string())
+        .send()
+        .await;
+    assert_eq!(code(unknown), "SessionNotFoundException");
+    let malformed = client
+        .get_face_liveness_session_results()
+        .session_id("not-a-session")
+        .send()
+        .await;
+    assert_eq!(code(malformed), "InvalidParameterException");
+    let _ = std::fs::remove_dir_all(dir);
+}

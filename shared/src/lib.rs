@@ -7,6 +7,7 @@
 //! - [`events`]: the wire types on the queues and topics (S3 events, SNS envelopes,
 //!   `FaceIndexed`, `AuthEvent`, `SecurityAlert`).
 //! - [`registration`]: the registration record, its states and its DynamoDB item.
+//! - [`liveness`]: active liveness's head-pose steps, thresholds and frame fingerprints.
 //! - [`quality`]: the named reasons a photo fails the quality gate.
 //! - [`provision`]: `facegate provision`.
 //! - [`telemetry`]: logs and spans.
@@ -23,6 +24,7 @@ pub mod aws;
 pub mod config;
 pub mod events;
 pub mod ids;
+pub mod liveness;
 pub mod measure;
 pub mod objects;
 pub mod ops;

@@ -132,6 +132,8 @@ pub mod challenges {
     pub const FACE_ID: &str = "face_id";
     /// Liveness: the steps asked (`centre,left,right`); absent for a single-selfie challenge.
     pub const LIVENESS_STEPS: &str = "liveness_steps";
+    /// Face Liveness: the `CreateFaceLivenessSession` session this challenge is bound to.
+    pub const LIVENESS_SESSION: &str = "liveness_session";
     /// Set (conditionally) when the challenge is answered.
     pub const ANSWERED_AT: &str = "answered_at";
     pub const EXPIRES_AT: &str = "expires_at";

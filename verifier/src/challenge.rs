@@ -45,6 +45,9 @@ pub struct IssuedChallenge {
     pub expires_at: DateTime<Utc>,
     /// Liveness: the poses asked, one frame each (`None`: one selfie at [`key`](Self::key)).
     pub steps: Option<Sequence>,
+    /// Face Liveness: the session opened for this challenge (recorded, never read back from
+    /// the private parameters).
+    pub liveness_session: Option<String>,
 }
 
 impl IssuedChallenge {
@@ -65,12 +68,19 @@ impl IssuedChallenge {
             issued_at: now,
             expires_at: now + ttl,
             steps: None,
+            liveness_session: None,
         }
     }
 
     /// A liveness challenge asking for `steps`.
     pub fn with_steps(mut self, steps: Sequence) -> Self {
         self.steps = Some(steps);
+        self
+    }
+
+    /// A Face Liveness challenge, bound to `session`.
+    pub fn with_liveness_session(mut self, session: String) -> Self {
+        self.liveness_session = Some(session);
         self
     }
 
@@ -132,6 +142,7 @@ impl IssuedChallenge {
             issued_at,
             expires_at: issued_at + ttl,
             steps,
+            liveness_session: None,
         })
     }
 }
@@ -170,6 +181,9 @@ pub async fn record(
     if let Some(steps) = &challenge.steps {
         call = call.item(attr::LIVENESS_STEPS, s(steps.to_string()));
     }
+    if let Some(session) = &challenge.liveness_session {
+        call = call.item(attr::LIVENESS_SESSION, s(session.clone()));
+    }
     let call = call.send();
     deadline
         .run("PutItem challenges", call)
@@ -186,6 +200,8 @@ pub struct Claimed {
     pub issued_at: DateTime<Utc>,
     /// The liveness steps this challenge asked for, as recorded (not as the event says).
     pub steps: Option<Sequence>,
+    /// The Face Liveness session this challenge was bound to, as recorded.
+    pub liveness_session: Option<String>,
 }
 
 impl Claimed {
@@ -201,6 +217,7 @@ impl Claimed {
                 .ok()?
                 .with_timezone(&Utc),
             steps,
+            liveness_session: text(attr::LIVENESS_SESSION).cloned(),
         })
     }
 }

@@ -17,6 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
 use crate::triggers::CUSTOM_CHALLENGE;
+use crate::triggers::create::public;
 
 // What callers of this client name: methods and answer statuses.
 pub use hyper::{Method, StatusCode};
@@ -299,9 +300,11 @@ impl VerifierClient {
         let frame_urls: Vec<String> = (1..)
             .map_while(|n| public[format!("frame{n}Url")].as_str().map(str::to_string))
             .collect();
+        let session = public[public::LIVENESS_SESSION].is_string();
         let url = match (public["url"].as_str(), &steps) {
             (Some(url), _) => Some(url),
             (None, Some(_)) => Some(""),
+            (None, None) if session => Some(""),
             (None, None) => None,
         };
         match (url, public["key"].as_str()) {

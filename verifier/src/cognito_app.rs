@@ -4,6 +4,9 @@
 //! With the `password+face` policy, `CUSTOM_WITH_SRP`: the password verifier first, then the
 //! face.
 //!
+//! A Face Liveness challenge (`livenessSessionId`) is answered through the engine's local
+//! stand-in when the app is given its URL ([`CognitoApp::with_liveness_stand_in`]).
+//!
 //! Used by the end-to-end tests, `facegate demo` and `facegate bench cognito`: what drives
 //! facegate, not what runs it.
 
@@ -121,6 +124,8 @@ pub struct CognitoApp {
     http: VerifierClient,
     /// Sent as `clientMetadata.deviceId` with every answer, as the sign-in page does.
     device: Option<DeviceId>,
+    /// The engine, whose Face Liveness stand-in takes a Face Liveness challenge's frames.
+    liveness_stand_in: Option<VerifierClient>,
 }
 
 impl CognitoApp {
@@ -131,6 +136,17 @@ impl CognitoApp {
             // Only its presigned PUT is used: no verifier URL, no token.
             http: VerifierClient::new("", ""),
             device: None,
+            liveness_stand_in: None,
+        }
+    }
+
+    /// The same app, answering Face Liveness challenges (`aws-face-liveness`) through the
+    /// engine's stand-in at `engine_url` (where AWS's app would run the FaceLivenessDetector):
+    /// the challenge then reads as [`Uploads::Frames`], its URLs the session's.
+    pub fn with_liveness_stand_in(&self, engine_url: &str) -> Self {
+        Self {
+            liveness_stand_in: Some(VerifierClient::new(engine_url, "")),
+            ..self.clone()
         }
     }
 
@@ -186,13 +202,14 @@ impl CognitoApp {
             .send()
             .await
             .map_err(cognito_error("InitiateAuth CUSTOM_AUTH"))?;
-        face_challenge(
+        self.face_challenge(
             username,
             started.challenge_name(),
             started.challenge_parameters(),
             started.session(),
             "InitiateAuth CUSTOM_AUTH",
         )
+        .await
     }
 
     /// Starts a password-then-face sign-in (`CUSTOM_WITH_SRP`): proves the password, then
@@ -205,13 +222,14 @@ impl CognitoApp {
         let answer = self
             .prove_password(username, password, AuthFlowType::CustomAuth)
             .await?;
-        face_challenge(
+        self.face_challenge(
             username,
             answer.challenge_name(),
             answer.challenge_parameters(),
             answer.session(),
             "RespondToAuthChallenge PASSWORD_VERIFIER",
         )
+        .await
     }
 
     /// `InitiateAuth` with `SRP_A` (for `CUSTOM_AUTH`, as `CUSTOM_WITH_SRP`), then the answer
@@ -366,13 +384,60 @@ impl CognitoApp {
         if let Some(result) = answered.authentication_result() {
             return Ok(Answered::SignedIn(tokens(Some(result), call)?));
         }
-        Ok(Answered::TryAgain(face_challenge(
-            &challenge.username,
-            answered.challenge_name(),
-            answered.challenge_parameters(),
-            answered.session(),
-            call,
-        )?))
+        Ok(Answered::TryAgain(
+            self.face_challenge(
+                &challenge.username,
+                answered.challenge_name(),
+                answered.challenge_parameters(),
+                answered.session(),
+                call,
+            )
+            .await?,
+        ))
+    }
+
+    /// The challenge Cognito presented; for a Face Liveness challenge, with the frames the
+    /// local stand-in asks for.
+    async fn face_challenge(
+        &self,
+        username: &str,
+        name: Option<&ChallengeNameType>,
+        parameters: Option<&HashMap<String, String>>,
+        session: Option<&str>,
+        call: &'static str,
+    ) -> Result<FaceChallenge, AppError> {
+        let liveness_session = parameters.and_then(|p| p.get(public::LIVENESS_SESSION));
+        let uploads = match liveness_session {
+            Some(id) => Some(self.stand_in_uploads(id, call).await?),
+            None => None,
+        };
+        face_challenge(username, name, parameters, session, uploads, call)
+    }
+
+    /// The steps of the stand-in's session `id`, and where each step's frame goes.
+    async fn stand_in_uploads(&self, id: &str, call: &'static str) -> Result<Uploads, AppError> {
+        let unexpected = |detail: String| AppError::Unexpected { call, detail };
+        let Some(stand_in) = &self.liveness_stand_in else {
+            return Err(unexpected(
+                "the challenge is a Face Liveness session: run AWS's FaceLivenessDetector on \
+                 it, or, on the local stack, give the app the engine's URL \
+                 (CognitoApp::with_liveness_stand_in)"
+                    .into(),
+            ));
+        };
+        let path = format!("/liveness/sessions/{id}");
+        let answer = stand_in.get(&path).await?;
+        let steps = answer.body["Steps"].as_str().unwrap_or_default();
+        if !answer.status.is_success() {
+            return Err(unexpected(format!("GET {path}: {}", answer.status)));
+        }
+        let steps: Sequence = steps
+            .parse()
+            .map_err(|e| unexpected(format!("the session's steps {steps:?}: {e}")))?;
+        let urls = (1..=steps.steps().len())
+            .map(|n| format!("{}{path}/frames/{n}", stand_in.base()))
+            .collect();
+        Ok(Uploads::Frames { steps, urls })
     }
 
     /// The whole face sign-in with one selfie: start, upload, answer with the key.
@@ -414,6 +479,7 @@ fn face_challenge(
     name: Option<&ChallengeNameType>,
     parameters: Option<&HashMap<String, String>>,
     session: Option<&str>,
+    stand_in: Option<Uploads>,
     call: &'static str,
 ) -> Result<FaceChallenge, AppError> {
     let unexpected = |detail: String| AppError::Unexpected { call, detail };
@@ -435,11 +501,12 @@ fn face_challenge(
         session: session
             .ok_or_else(|| unexpected("no session".into()))?
             .to_string(),
-        uploads: match parameters.get(public::STEPS) {
-            None => Uploads::Selfie {
+        uploads: match (stand_in, parameters.get(public::STEPS)) {
+            (Some(uploads), _) => uploads,
+            (None, None) => Uploads::Selfie {
                 url: get(public::URL)?,
             },
-            Some(steps) => {
+            (None, Some(steps)) => {
                 let steps: Sequence = steps
                     .parse()
                     .map_err(|e| unexpected(format!("steps {steps:?}: {e}")))?;

@@ -30,6 +30,7 @@ pub mod deadline;
 pub mod erase;
 pub mod error;
 pub mod face;
+pub mod face_liveness;
 pub mod lambda;
 pub mod liveness;
 pub mod liveness_suite;

@@ -127,7 +127,9 @@ pub struct VerifierSettings {
     #[arg(long = "verifier-cors-origin", env = "FACEGATE_VERIFIER_CORS_ORIGIN")]
     pub cors_origin: Option<String>,
     /// Liveness: `active` (three frames showing a random sequence of head poses, checked on
-    /// the server; see verifier/README.md) or `off` (one selfie: a photo of the user signs in).
+    /// the server; see verifier/README.md), `aws-face-liveness` (a Rekognition Face Liveness
+    /// session per challenge; locally the engine's stand-in) or `off` (one selfie: a photo of
+    /// the user signs in).
     #[arg(
         long = "liveness",
         env = "FACEGATE_LIVENESS_POLICY",
@@ -144,6 +146,14 @@ pub struct VerifierSettings {
         default_value_t = 90.0
     )]
     pub liveness_same_person_threshold: f32,
+    /// Liveness `aws-face-liveness`: the least `Confidence` (0-100) of a session that counts as
+    /// live. AWS's default is 80; ours is stricter.
+    #[arg(
+        long = "liveness-min-confidence",
+        env = "FACEGATE_LIVENESS_MIN_CONFIDENCE",
+        default_value_t = 90.0
+    )]
+    pub liveness_min_confidence: f32,
 }
 
 /// A setting out of range.
@@ -178,6 +188,7 @@ impl VerifierSettings {
             cors_origin: None,
             liveness: LivenessPolicy::Off,
             liveness_same_person_threshold: 90.0,
+            liveness_min_confidence: 90.0,
         }
     }
 
@@ -196,6 +207,9 @@ impl VerifierSettings {
                 "FACEGATE_LIVENESS_SAME_PERSON_THRESHOLD",
                 "must be within 0-100",
             );
+        }
+        if !(0.0..=100.0).contains(&self.liveness_min_confidence) {
+            return fail("FACEGATE_LIVENESS_MIN_CONFIDENCE", "must be within 0-100");
         }
         // S3 presigned URLs are valid for at most 7 days.
         if self.challenge_ttl_secs == 0 || self.challenge_ttl_secs > 604_800 {

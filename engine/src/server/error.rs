@@ -53,6 +53,12 @@ pub enum ApiError {
     /// Signed with the wrong secret, over other contents, or too long ago.
     #[error("{0}")]
     InvalidSignature(String),
+    /// No liveness session of that id (or it has been forgotten).
+    #[error("{0}")]
+    SessionNotFound(String),
+    /// Too many liveness sessions open at once.
+    #[error("{0}")]
+    LimitExceeded(String),
     /// Our fault, never the caller's: a disk or model failure. The string is the detail for
     /// the log; the caller only reads Rekognition's sentence.
     #[error("{INTERNAL_MESSAGE}")]
@@ -93,6 +99,8 @@ impl ApiError {
             ApiError::IncompleteSignature(_) => "IncompleteSignatureException",
             ApiError::UnrecognizedClient(_) => "UnrecognizedClientException",
             ApiError::InvalidSignature(_) => "InvalidSignatureException",
+            ApiError::SessionNotFound(_) => "SessionNotFoundException",
+            ApiError::LimitExceeded(_) => "LimitExceededException",
             ApiError::Internal(_) => "InternalServerError",
         }
     }

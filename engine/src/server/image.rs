@@ -55,6 +55,11 @@ impl ImageReader {
     ) -> Result<ImageAnalysis, ApiError> {
         let image = image.ok_or_else(|| ApiError::invalid(format!("{field} is required")))?;
         let bytes = self.bytes(image, field).await?;
+        self.analyze_bytes(bytes).await
+    }
+
+    /// An image already in hand (a liveness frame), analysed.
+    pub async fn analyze_bytes(&self, bytes: Vec<u8>) -> Result<ImageAnalysis, ApiError> {
         let models = self.models.clone();
         let recent = self.recent.clone();
         // CPU-bound (hashing, and tens of milliseconds for a new image): never on the async

@@ -5,11 +5,14 @@
 //! `max_concurrent_requests` run at once (the rest wait), and a body larger than
 //! `max_body_bytes` is refused as `ImageTooLargeException` (images are what make bodies big).
 //! Every API request must carry a valid AWS Signature V4 ([`auth`]); the health check needs none.
+//! `/liveness/sessions/...` is the client's side of the Face Liveness stand-in
+//! ([`liveness_frames`]), under the same concurrency limit.
 
 pub mod auth;
 pub mod calls;
 pub mod error;
 pub mod image;
+pub mod liveness_frames;
 pub mod ops;
 pub mod protocol;
 pub mod quality;
@@ -24,9 +27,9 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tokio::net::TcpListener;
-use tower::limit::ConcurrencyLimitLayer;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::collection::Store;
@@ -44,20 +47,32 @@ pub struct EngineState {
     pub verifier: auth::Verifier,
     /// API calls per second, as they arrive.
     pub calls: Arc<calls::CallCounts>,
+    /// The Face Liveness stand-in's open sessions.
+    pub liveness: Arc<crate::liveness::Sessions>,
 }
 
 /// The HTTP routes over `state`.
 pub fn router(state: Arc<EngineState>, max_concurrent_requests: usize) -> Router {
     // Only API calls queue for a slot: a health check must answer even when the engine is busy.
     // Calls are counted as they arrive, before they wait for a slot.
+    // One semaphore for every route under it: frames and API calls share the slots.
+    let limit = GlobalConcurrencyLimitLayer::new(max_concurrent_requests.max(1));
     let api = post(rekognition)
-        .layer(ConcurrencyLimitLayer::new(max_concurrent_requests.max(1)))
+        .layer(limit.clone())
         .layer(axum::middleware::from_fn_with_state(
             state.calls.clone(),
             calls::count,
         ));
     Router::new()
         .route("/", api)
+        .route(
+            "/liveness/sessions/{id}",
+            get(liveness_frames::steps).layer(limit.clone()),
+        )
+        .route(
+            "/liveness/sessions/{id}/frames/{step}",
+            put(liveness_frames::put_frame).layer(limit),
+        )
         .route("/healthz", get(|| async { "ok" }))
         // The body is read (with its own limit) inside the handler, to answer in Rekognition's
         // error format instead of a bare 413.

@@ -84,6 +84,9 @@ pub enum AuthFailureReason {
     /// Liveness: a frame repeats another frame of this challenge or of an earlier one (the
     /// same bytes or a re-encoded copy).
     LivenessReplayedFrame,
+    /// Liveness (`aws-face-liveness`): the challenge's Face Liveness session did not end live
+    /// at the configured confidence (not finished, expired, or judged not live).
+    LivenessNotConfirmed,
     /// Liveness: the device or the source address failed too many liveness checks lately
     /// and is timed out (counted by the failure-alert worker).
     LivenessTimedOut,
@@ -151,6 +154,7 @@ impl AuthFailureReason {
                 | R::LivenessWrongPose
                 | R::LivenessNotSamePerson
                 | R::LivenessReplayedFrame
+                | R::LivenessNotConfirmed
         )
     }
 }
@@ -217,6 +221,7 @@ mod tests {
             R::LivenessWrongPose,
             R::LivenessReplayedFrame,
             R::LivenessFrameMissing,
+            R::LivenessNotConfirmed,
         ] {
             assert!(counted.is_failed_liveness_check(), "{counted:?}");
         }

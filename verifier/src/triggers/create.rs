@@ -1,5 +1,6 @@
-//! Create auth challenge: a one-time challenge for one selfie, or, with liveness on, for one
-//! frame per step of a random pose sequence (each frame its own presigned URL).
+//! Create auth challenge: a one-time challenge for one selfie, or, with liveness `active`, for
+//! one frame per step of a random pose sequence (each frame its own presigned URL), or, with
+//! `aws-face-liveness`, for a Rekognition Face Liveness session (its id public).
 //!
 //! The client gets (public parameters) a presigned PUT URL for
 //! `signin/<user_id>/<challenge_id>.jpg`, that key, and the expiry. Verify gets (private
@@ -16,6 +17,7 @@ use super::CUSTOM_CHALLENGE;
 use crate::account::{self, SignInStatus};
 use crate::challenge::{self, IssuedChallenge};
 use crate::error::VerifierError;
+use crate::face_liveness;
 use crate::liveness::{LivenessPolicy, Sequence};
 use crate::service::Verifier;
 use crate::upload_url::presign_put;
@@ -29,6 +31,8 @@ pub mod public {
     pub const EXPIRY: &str = "expiry";
     /// Liveness: the poses to show, in order (`centre,left,right`).
     pub const STEPS: &str = "steps";
+    /// Liveness `aws-face-liveness`: the Face Liveness session to run the detector on.
+    pub const LIVENESS_SESSION: &str = "livenessSessionId";
     /// Liveness: where to PUT the frame of step n (from 1): `frame1Url`, `frame2Url`, ...
     pub fn frame_url(n: usize) -> String {
         format!("frame{n}Url")
@@ -99,6 +103,12 @@ pub async fn create(
                 let url = presign_put(verifier, key, ttl).await?;
                 public_parameters.push((public::frame_url(n + 1), url));
             }
+        }
+        LivenessPolicy::AwsFaceLiveness => {
+            let challenge_id = &issued.upload.challenge_id;
+            let session = face_liveness::open_session(verifier, challenge_id, &deadline).await?;
+            public_parameters.push((public::LIVENESS_SESSION.to_string(), session.clone()));
+            issued = issued.with_liveness_session(session);
         }
     }
     challenge::record(verifier, &issued, &deadline).await?;

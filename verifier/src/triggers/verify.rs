@@ -9,6 +9,9 @@
 //! 4. the selfie exists, is not older than the challenge and within the size limit
 //!    (`selfie-missing`, `selfie-stale`, `selfie-too-large`);
 //! 5. the face work ([`crate::face`]): an image, exactly one face, a match at the threshold.
+//!    With `aws-face-liveness`, steps 4 and 5 are instead: the challenge's Face Liveness
+//!    session ended live at `FACEGATE_LIVENESS_MIN_CONFIDENCE` (`liveness-not-confirmed`,
+//!    [`crate::face_liveness`]), and its reference image passes step 5.
 //!
 //! Then the selfie is deleted and the outcome published on `auth-events`. Every refusal and
 //! every error or timeout of a dependency is `answerCorrect: false` (fail closed); only a
@@ -29,6 +32,7 @@ use crate::account;
 use crate::challenge::{self, ClaimError, IssuedChallenge};
 use crate::error::VerifierError;
 use crate::face::{self, FaceVerdict};
+use crate::face_liveness;
 use crate::liveness::{self, Frame};
 use crate::outcome::{self, Answer};
 use crate::selfie::{self, FetchError};
@@ -144,6 +148,26 @@ async fn judge(
         };
         futures::future::join_all(keys.iter().map(|key| selfie::delete(verifier, key))).await;
         return Ok(with_challenge(refuse(AuthFailureReason::LivenessTimedOut)));
+    }
+
+    if let Some(session) = &claimed.liveness_session {
+        // The session is the record's, never the event's.
+        let min_confidence = verifier.settings().liveness_min_confidence;
+        let started = Instant::now();
+        let live = face_liveness::live_reference(verifier, session, min_confidence, &deadline);
+        let verdict = match live.await {
+            // The face matched is the session's own frame, never an upload of the client's.
+            Ok(reference) => {
+                face::verify_selfie(verifier, reference, &claimed.face_id, &deadline).await
+            }
+            Err(reason) => refused(reason),
+        };
+        timings.face += started.elapsed();
+        return Ok(with_challenge(answer_from(
+            user,
+            verdict,
+            AuthChannel::Cognito,
+        )));
     }
 
     if let Some(steps) = &claimed.steps {

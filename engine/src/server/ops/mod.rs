@@ -6,10 +6,12 @@
 
 pub mod compare_faces;
 pub mod create_collection;
+pub mod create_face_liveness_session;
 pub mod delete_collection;
 pub mod delete_faces;
 pub mod describe_collection;
 pub mod detect_faces;
+pub mod get_face_liveness_session_results;
 pub mod index_faces;
 pub mod list_collections;
 pub mod list_faces;
@@ -25,13 +27,15 @@ use super::protocol::{parse, reply};
 use crate::face;
 
 /// The operations this engine answers, for the unsupported-operation message.
-pub const SUPPORTED: [&str; 11] = [
+pub const SUPPORTED: [&str; 13] = [
     "CompareFaces",
     "CreateCollection",
+    "CreateFaceLivenessSession",
     "DeleteCollection",
     "DeleteFaces",
     "DescribeCollection",
     "DetectFaces",
+    "GetFaceLivenessSessionResults",
     "IndexFaces",
     "ListCollections",
     "ListFaces",
@@ -48,10 +52,16 @@ pub async fn dispatch(
     match operation {
         "CompareFaces" => reply(&compare_faces::handle(state, parse(body)?).await?),
         "CreateCollection" => reply(&create_collection::handle(state, parse(body)?).await?),
+        "CreateFaceLivenessSession" => {
+            reply(&create_face_liveness_session::handle(state, parse(body)?)?)
+        }
         "DeleteCollection" => reply(&delete_collection::handle(state, parse(body)?).await?),
         "DeleteFaces" => reply(&delete_faces::handle(state, parse(body)?).await?),
         "DescribeCollection" => reply(&describe_collection::handle(state, parse(body)?).await?),
         "DetectFaces" => reply(&detect_faces::handle(state, parse(body)?).await?),
+        "GetFaceLivenessSessionResults" => {
+            reply(&get_face_liveness_session_results::handle(state, parse(body)?).await?)
+        }
         "IndexFaces" => reply(&index_faces::handle(state, parse(body)?).await?),
         "ListCollections" => reply(&list_collections::handle(state, parse(body)?).await?),
         "ListFaces" => reply(&list_faces::handle(state, parse(body)?).await?),
