@@ -75,11 +75,15 @@ bench-cognito: setup ## a face sign-in through the Cognito user pool and trigger
 	ORT_DYLIB_PATH="$(ORT_LIB)" scripts/with-engine.sh \
 	  env FACEGATE_PREFIX=fg-bench-cognito FACEGATE_LIVENESS_POLICY=off FACEGATE_FACE_CALLS_PER_SECOND=500 FACEGATE_FACE_CALLS_BURST=500 sh -c './target/release/facegate provision && ./target/release/facegate bench cognito'
 
-bench-liveness: setup ## the liveness attack suite through the user pool: APCER per attack kind, BPCER (release build; starts the stack and an engine)
+# LIVENESS=aws-face-liveness runs the suite through the engine's Face Liveness stand-in.
+LIVENESS ?= active
+# A stack per mode: a trigger Lambda already running keeps the environment it started with.
+BENCH_LIVENESS_PREFIX = fg-bench-liveness$(if $(filter aws-face-liveness,$(LIVENESS)),-aws,)
+bench-liveness: setup ## the liveness attack suite through the user pool: APCER per attack kind, BPCER (release build; starts the stack and an engine; LIVENESS=aws-face-liveness for that mode)
 	$(CARGO) build --release --bin facegate
 	ORT_DYLIB_PATH="$(ORT_LIB)" scripts/with-engine.sh \
-	  env FACEGATE_PREFIX=fg-bench-liveness FACEGATE_LIVENESS_POLICY=active FACEGATE_CHALLENGE_TTL_SECS=30 FACEGATE_FACE_CALLS_PER_SECOND=500 FACEGATE_FACE_CALLS_BURST=500 \
-	  sh -c './target/release/facegate provision && ./target/release/facegate bench liveness'
+	  env FACEGATE_PREFIX=$(BENCH_LIVENESS_PREFIX) FACEGATE_LIVENESS_POLICY=$(LIVENESS) FACEGATE_CHALLENGE_TTL_SECS=30 FACEGATE_FACE_CALLS_PER_SECOND=500 FACEGATE_FACE_CALLS_BURST=500 \
+	  sh -c './target/release/facegate provision && if [ "$(LIVENESS)" = aws-face-liveness ]; then export FACEGATE_LIVENESS_STAND_IN_URL="$$AWS_ENDPOINT_URL_REKOGNITION"; fi; ./target/release/facegate bench liveness'
 
 bench-soak: setup ## load and soak: every role its own process, 1000 registrations, 5000 sign-ins, a SIGKILL, the audit (release build)
 	$(CARGO) build --release --bin facegate

@@ -421,7 +421,7 @@ impl CognitoApp {
             return Err(unexpected(
                 "the challenge is a Face Liveness session: run AWS's FaceLivenessDetector on \
                  it, or, on the local stack, give the app the engine's URL \
-                 (CognitoApp::with_liveness_stand_in)"
+                 (CognitoApp::with_liveness_stand_in; facegate bench liveness --liveness-stand-in)"
                     .into(),
             ));
         };
