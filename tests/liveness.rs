@@ -15,12 +15,13 @@ use bytes::Bytes;
 use common::cognito::PoolStack;
 use common::pipeline::fixture;
 use common::pipeline::workspace_root;
+use common::signin::SignIn;
 use facegate_shared::config::Topic;
 use facegate_shared::events::{AuthEvent, AuthOutcome, Origin};
 use facegate_shared::ids::DeviceId;
 use facegate_verifier::cognito_app::{Answered, CognitoApp, Uploads};
 use facegate_verifier::liveness::Sequence;
-use facegate_verifier::liveness_suite::{self, ATTACKS, Camera, Clip, SuiteSettings};
+use facegate_verifier::liveness_suite::{self, ATTACKS, Camera, Clip, SuiteReport, SuiteSettings};
 use facegate_workers::alerts::AlertsSettings;
 
 /// Short enough that the `after-window` attack waits little.
@@ -34,6 +35,33 @@ fn reason(event: &AuthEvent) -> String {
             .unwrap_or_default()
             .to_string(),
     }
+}
+
+/// The outcome (`success` or the reason) of every published sign-in of the suite's users, by
+/// the kind of attempt each user made, once `wanted` events are in.
+async fn reasons_by_kind(
+    env: &SignIn,
+    audit: &str,
+    report: &SuiteReport,
+    wanted: usize,
+) -> HashMap<&'static str, Vec<String>> {
+    let users: HashMap<String, &'static str> = report
+        .users
+        .iter()
+        .map(|(kind, user)| (user.to_string(), *kind))
+        .collect();
+    let events = env
+        .collect::<AuthEvent>(audit, Duration::from_secs(60), |found| {
+            found.len() >= wanted
+        })
+        .await;
+    let mut seen: HashMap<&'static str, Vec<String>> = HashMap::new();
+    for note in &events {
+        if let Some(kind) = users.get(note.event.user_id.as_str()) {
+            seen.entry(kind).or_default().push(reason(&note.event));
+        }
+    }
+    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,23 +110,7 @@ async fn no_attack_kind_signs_in_and_genuine_turns_do() {
         ("after-window", "challenge-expired"),
     ]
     .into();
-    let users: HashMap<String, &str> = report
-        .users
-        .iter()
-        .map(|(kind, user)| (user.to_string(), *kind))
-        .collect();
-    let wanted = 6 + 2 * 2 + expected.len();
-    let events = env
-        .collect::<AuthEvent>(&audit, Duration::from_secs(60), |found| {
-            found.len() >= wanted
-        })
-        .await;
-    let mut seen: HashMap<&str, Vec<String>> = HashMap::new();
-    for note in &events {
-        if let Some(kind) = users.get(note.event.user_id.as_str()) {
-            seen.entry(kind).or_default().push(reason(&note.event));
-        }
-    }
+    let seen = reasons_by_kind(env, &audit, &report, 6 + 2 * 2 + expected.len()).await;
     for (kind, reason) in &expected {
         let got = seen.get(kind).map(Vec::as_slice);
         // Most tilts narrow the face more than a head's turn does (`liveness-wrong-pose`);
@@ -175,23 +187,7 @@ async fn with_aws_face_liveness_no_attack_kind_signs_in_and_genuine_turns_do() {
     }
 
     // The session decides: every attack but the late answer is an unconfirmed session.
-    let users: HashMap<String, &str> = report
-        .users
-        .iter()
-        .map(|(kind, user)| (user.to_string(), *kind))
-        .collect();
-    let wanted = 6 + 2 * 2 + 6;
-    let events = env
-        .collect::<AuthEvent>(&audit, Duration::from_secs(60), |found| {
-            found.len() >= wanted
-        })
-        .await;
-    let mut seen: HashMap<&str, Vec<String>> = HashMap::new();
-    for note in &events {
-        if let Some(kind) = users.get(note.event.user_id.as_str()) {
-            seen.entry(kind).or_default().push(reason(&note.event));
-        }
-    }
+    let seen = reasons_by_kind(env, &audit, &report, 6 + 2 * 2 + 6).await;
     for kind in [
         "still-photo",
         "tilted-photo",

@@ -13,8 +13,9 @@
 //! otherwise (the reason stays in the engine's log, as AWS never gives one). The reference
 //! image is the frontal frame.
 //!
-//! Sessions live in memory, as long as AWS's (3 minutes), at most [`MAX_SESSIONS`] at once; a
-//! step's frame can be uploaded once, and never after the session is decided or expired.
+//! Sessions live in memory, as long as AWS's (3 minutes), at most [`MAX_SESSIONS`] at once and
+//! [`MAX_HELD_FRAME_BYTES`] of frames in all; a step's frame can be uploaded once, and never
+//! after the session is decided or expired.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -30,6 +31,10 @@ use crate::face::{self, BoundingBox, ImageAnalysis};
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(180);
 /// Sessions open at once; creating one more first drops the expired ones, then is refused.
 pub const MAX_SESSIONS: usize = 1024;
+/// Bytes of frames held at once, across every session: an upload beyond it is refused until
+/// sessions are decided or expire (frames are dropped then), so open sessions cannot fill the
+/// engine's memory (1024 sessions of three 5 MB frames would be 15 GB).
+pub const MAX_HELD_FRAME_BYTES: usize = 256 * 1024 * 1024;
 /// Frames of recent sessions remembered, to refuse a frame replayed into a new session.
 pub const REMEMBERED_FRAMES: usize = 3 * 1024;
 /// Every frame but the frontal one must be the frontal frame's person at this similarity (the
@@ -79,6 +84,8 @@ pub enum FrameError {
     AlreadyUploaded(usize),
     #[error("the liveness session is already decided")]
     Decided,
+    #[error("too many liveness frames are waiting; try again later")]
+    Busy,
 }
 
 /// Opening a session failed.
@@ -93,12 +100,25 @@ struct Session {
     decided: Option<Decision>,
 }
 
+impl Session {
+    /// Drops the frames; returns their bytes.
+    fn drop_frames(&mut self) -> usize {
+        self.frames
+            .iter_mut()
+            .filter_map(Option::take)
+            .map(|f| f.len())
+            .sum()
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     sessions: HashMap<Uuid, Session>,
     /// `ClientRequestToken` -> session, so a retried create opens no second session.
     tokens: HashMap<String, Uuid>,
     recent_frames: VecDeque<Fingerprint>,
+    /// Bytes of every frame held, at most [`MAX_HELD_FRAME_BYTES`].
+    held_bytes: usize,
 }
 
 /// Every open session.
@@ -122,9 +142,7 @@ impl Sessions {
         {
             return Ok(id);
         }
-        if inner.sessions.len() >= MAX_SESSIONS {
-            inner.drop_expired(now);
-        }
+        inner.drop_expired(now);
         if inner.sessions.len() >= MAX_SESSIONS {
             return Err(TooManySessions);
         }
@@ -165,6 +183,7 @@ impl Sessions {
         now: Instant,
     ) -> Result<(), FrameError> {
         let mut inner = self.lock();
+        let held = inner.held_bytes;
         let session = inner.sessions.get_mut(&id).ok_or(FrameError::NotFound)?;
         if now.duration_since(session.created) >= SESSION_LIFETIME {
             return Err(FrameError::Expired);
@@ -179,7 +198,12 @@ impl Sessions {
         if slot.is_some() {
             return Err(FrameError::AlreadyUploaded(step));
         }
+        if held + frame.len() > MAX_HELD_FRAME_BYTES {
+            return Err(FrameError::Busy);
+        }
+        let size = frame.len();
         *slot = Some(frame);
+        inner.held_bytes += size;
         Ok(())
     }
 
@@ -211,8 +235,10 @@ impl Sessions {
         let Some(session) = inner.sessions.get_mut(&id) else {
             return decision;
         };
-        session.frames.iter_mut().for_each(|f| *f = None);
-        session.decided.get_or_insert(decision).clone()
+        let released = session.drop_frames();
+        let stands = session.decided.get_or_insert(decision).clone();
+        inner.held_bytes -= released;
+        stands
     }
 
     /// Whether any of `frames` repeats another of them or a remembered frame of a recent
@@ -237,9 +263,17 @@ impl Sessions {
 }
 
 impl Inner {
+    /// Forgets the expired sessions and their frames (a few hundred entries at most).
     fn drop_expired(&mut self, now: Instant) {
-        self.sessions
-            .retain(|_, s| now.duration_since(s.created) < SESSION_LIFETIME);
+        let mut released = 0;
+        self.sessions.retain(|_, s| {
+            let live = now.duration_since(s.created) < SESSION_LIFETIME;
+            if !live {
+                released += s.drop_frames();
+            }
+            live
+        });
+        self.held_bytes -= released;
         let sessions = &self.sessions;
         self.tokens.retain(|_, id| sessions.contains_key(id));
     }
@@ -370,6 +404,28 @@ mod tests {
         }
         assert_eq!(sessions.create(None, 0, start), Err(TooManySessions));
         assert!(sessions.create(None, 0, start + SESSION_LIFETIME).is_ok());
+    }
+
+    #[test]
+    fn the_frames_held_are_bounded_and_released_by_a_decision() {
+        let sessions = Sessions::default();
+        let start = Instant::now();
+        let big = Bytes::from(vec![0u8; MAX_HELD_FRAME_BYTES / 2]);
+        let a = sessions.create(None, 1, start).unwrap();
+        let b = sessions.create(None, 2, start).unwrap();
+        sessions.put_frame(a, 1, big.clone(), start).unwrap();
+        sessions.put_frame(a, 2, big.clone(), start).unwrap();
+        assert_eq!(
+            sessions.put_frame(b, 1, Bytes::from_static(b"x"), start),
+            Err(FrameError::Busy)
+        );
+        sessions.decide(a, Decision::NotLive("test"));
+        sessions.put_frame(b, 1, big.clone(), start).unwrap();
+        // An expired session's frames are released when the next session is created.
+        let later = start + SESSION_LIFETIME;
+        let c = sessions.create(None, 3, later).unwrap();
+        sessions.put_frame(c, 1, big.clone(), later).unwrap();
+        sessions.put_frame(c, 2, big, later).unwrap();
     }
 
     #[test]

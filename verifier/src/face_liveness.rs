@@ -17,7 +17,7 @@ use crate::error::VerifierError;
 use crate::service::Verifier;
 
 /// Opens the Face Liveness session of a challenge. The challenge id is the
-/// `ClientRequestToken`, so a retried Create gets the same session, not a second one.
+/// `ClientRequestToken`, so a call the SDK retries opens no second session.
 pub async fn open_session(
     verifier: &Verifier,
     challenge: &ChallengeId,

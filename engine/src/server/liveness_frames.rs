@@ -42,6 +42,7 @@ fn frame_refused(error: FrameError) -> Response {
         FrameError::NoSuchStep(_) => (StatusCode::NOT_FOUND, "no-such-step"),
         FrameError::AlreadyUploaded(_) => (StatusCode::CONFLICT, "frame-already-uploaded"),
         FrameError::Decided => (StatusCode::CONFLICT, "session-decided"),
+        FrameError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
     };
     refuse(status, code, &error.to_string())
 }
