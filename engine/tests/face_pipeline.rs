@@ -352,6 +352,13 @@ fn benchmark_images_and_stage_timings() {
     assert!(
         timings.detect > std::time::Duration::ZERO && timings.embed > std::time::Duration::ZERO
     );
+    // The mirror runs only the pass that found the face: at 640x480 letterbox and coarse on
+    // the photo, the letterbox on the mirror; at 1920x1080 the fine pass too on the photo.
+    let runs: Vec<usize> = images
+        .iter()
+        .map(|i| models().analyze_timed(&i.jpeg).unwrap().1.detector_runs)
+        .collect();
+    assert_eq!(runs, vec![3, 4]);
 }
 
 #[test]

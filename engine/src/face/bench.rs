@@ -153,6 +153,7 @@ pub fn bench_stages(
                 align,
                 embed,
                 measure,
+                ..
             } = t;
             for (i, value) in [decode, detect, align, embed, measure, t.total()]
                 .into_iter()

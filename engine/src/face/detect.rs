@@ -353,28 +353,58 @@ thread_local! {
     static INPUT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Detect every face in `image`; coordinates in the image's pixels, best score first.
-pub fn detect(session: &mut Session, image: &RgbImage) -> Result<Vec<Detection>, DetectError> {
+/// The faces of one photo, and the passes that found them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Found {
+    /// Coordinates in the photo's pixels, best score first.
+    pub faces: Vec<Detection>,
+    /// The passes that contributed at least one of `faces`, in pass order. The mirror run
+    /// needs only these: a pass that found nothing on the photo can only add faces to the
+    /// mirror that the photo's run missed, and those are dropped (`measure::symmetrize`).
+    pub passes: Vec<Pass>,
+}
+
+/// Detect every face in `image` with every pass [`passes`] chooses for it.
+pub fn detect(session: &mut Session, image: &RgbImage) -> Result<Found, DetectError> {
     let (width, height) = image.dimensions();
-    let mut kept: Vec<Detection> = Vec::new();
-    for pass in passes(width, height) {
-        let mut found = Vec::new();
-        INPUT.with_borrow_mut(|input| run_pass(session, image, &pass, input, &mut found))?;
+    detect_in_passes(session, image, &passes(width, height))
+}
+
+/// Detect the faces of `image` with `passes` only (passes of an image of the same size, such
+/// as its mirror).
+pub fn detect_in_passes(
+    session: &mut Session,
+    image: &RgbImage,
+    passes: &[Pass],
+) -> Result<Found, DetectError> {
+    let mut found = Found::default();
+    for pass in passes {
+        let mut candidates = Vec::new();
+        INPUT.with_borrow_mut(|input| run_pass(session, image, pass, input, &mut candidates))?;
         // NMS in input pixels, as OpenCV does, then in the photo's pixels. An earlier pass
         // wins where two see the same face (see the module doc: the letterbox's landmarks
         // are the reference's).
-        for detection in non_max_suppression(found, NMS_THRESHOLD, TOP_K) {
+        let mut contributed = false;
+        for detection in non_max_suppression(candidates, NMS_THRESHOLD, TOP_K) {
             let detection = pass.to_original(&detection);
             if detection.bbox[2] > pass.max_face_width {
                 continue;
             }
-            if kept.iter().all(|k| k.iou(&detection) <= NMS_THRESHOLD) {
-                kept.push(detection);
+            if found
+                .faces
+                .iter()
+                .all(|k| k.iou(&detection) <= NMS_THRESHOLD)
+            {
+                found.faces.push(detection);
+                contributed = true;
             }
         }
+        if contributed {
+            found.passes.push(*pass);
+        }
     }
-    kept.sort_by(|a, b| b.score.total_cmp(&a.score));
-    Ok(kept)
+    found.faces.sort_by(|a, b| b.score.total_cmp(&a.score));
+    Ok(found)
 }
 
 /// One pass of the detector: candidates in input pixels.

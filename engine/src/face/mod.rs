@@ -71,6 +71,9 @@ pub struct StageTimings {
     pub embed: Duration,
     /// Pose and quality.
     pub measure: Duration,
+    /// How many times YuNet ran: every pass on the photo, and on its mirror the passes that
+    /// found a face (all of them only when that left a face unpaired).
+    pub detector_runs: usize,
 }
 
 impl StageTimings {
@@ -260,21 +263,33 @@ impl FaceModels {
         let started = Instant::now();
         let (detections, first_run) = {
             let mut session = self.detector.acquire();
-            let found = detect::detect(&mut session, &photo)
+            let all = detect::passes(photo.width(), photo.height());
+            let found = detect::detect_in_passes(&mut session, &photo, &all)
                 .map_err(|e| ImageError::Model(e.to_string()))?;
-            if found.is_empty() {
+            timings.detector_runs = all.len();
+            if found.faces.is_empty() {
                 // Nothing to average: the mirror run could only add faces this run missed.
-                (found, Vec::new())
+                (Vec::new(), Vec::new())
             } else {
                 // YuNet's landmarks are not mirror-symmetric; averaging the photo's run with
                 // its mirror's makes pose, box and confidence mirror (measure::symmetrize).
+                // The mirror runs only the passes that found a face (at 1920x1080 a face the
+                // letterbox found spares it the fine pass, the costliest of all), and all of
+                // them only when that leaves a face unpaired: a face one pass found on the
+                // photo may be another pass's on the mirror.
                 let mirror = image::imageops::flip_horizontal(&photo);
-                let seen_mirrored = detect::detect(&mut session, &mirror)
-                    .map_err(|e| ImageError::Model(e.to_string()))?;
-                (
-                    measure::symmetrize(&found, &seen_mirrored, photo.width() as f32),
-                    found,
-                )
+                let width = photo.width() as f32;
+                let mut merged = Vec::new();
+                for passes in [&found.passes, &all] {
+                    let seen_mirrored = detect::detect_in_passes(&mut session, &mirror, passes)
+                        .map_err(|e| ImageError::Model(e.to_string()))?;
+                    timings.detector_runs += passes.len();
+                    merged = measure::symmetrize(&found.faces, &seen_mirrored.faces, width);
+                    if merged.len() == found.faces.len() || found.passes == all {
+                        break;
+                    }
+                }
+                (merged, found.faces)
             }
         };
         timings.detect = started.elapsed();
