@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::pipeline::fixture;
-use common::signin::{Http, SignIn, TOKEN};
+use common::signin::{Calls, SignIn, TOKEN};
 use facegate_shared::config::{Table, Topic};
 use facegate_shared::events::{AuthChannel, AuthEvent, AuthOutcome};
 use facegate_shared::tables::{auth_failures, challenges, registrations, users};
 use facegate_verifier::VerifierSettings;
+use facegate_verifier::client::{Challenge, Trigger, VerifierClient, cognito_event};
 use image::{GenericImage, ImageEncoder};
 use serde_json::json;
 
@@ -137,16 +138,15 @@ async fn every_attack_is_refused_with_its_reason_and_published() {
             ..VerifierSettings::local(TOKEN)
         })
         .await;
-    let short_http = Http::new(short.url());
+    let short_http = VerifierClient::new(short.url(), TOKEN);
     let (status, created) = short_http
         .post_json(
             "/cognito/create",
             Some(TOKEN),
-            &common::signin::cognito_event(
+            &cognito_event(
                 "alice",
-                "CreateAuthChallenge_Authentication",
+                Trigger::Create,
                 json!({"userAttributes": {}, "challengeName": "CUSTOM_CHALLENGE", "session": [], "userNotFound": false}),
-                json!({"publicChallengeParameters": null, "privateChallengeParameters": null, "challengeMetadata": null}),
             ),
         )
         .await;
@@ -158,10 +158,11 @@ async fn every_attack_is_refused_with_its_reason_and_published() {
     );
     assert_eq!(env.http.put(url, fixture("obama_2.jpg")).await, 200);
     tokio::time::sleep(Duration::from_millis(3_100)).await;
-    let expired = common::signin::Challenge {
+    let expired = Challenge {
         url: url.into(),
+        steps: None,
+        frame_urls: Vec::new(),
         key: key.into(),
-        expiry: String::new(),
         public: public.clone(),
         private: created["response"]["privateChallengeParameters"].clone(),
         metadata: created["response"]["challengeMetadata"].clone(),
@@ -219,7 +220,7 @@ async fn the_api_needs_the_token_and_answers_json() {
         for token in [None, Some("wrong-token"), Some("test-token-012345678")] {
             let (status, body) = env
                 .http
-                .send(method, path, token, "application/json", b"{}".to_vec())
+                .request(method, path, token, "application/json", b"{}".to_vec())
                 .await;
             assert_eq!(status, 401, "{method} {path} with {token:?}: {body}");
             assert_eq!(body["error"]["code"], "unauthorized", "{body}");
@@ -229,7 +230,7 @@ async fn the_api_needs_the_token_and_answers_json() {
     for path in ["/healthz", "/readyz", "/metrics"] {
         let (status, _) = env
             .http
-            .send("GET", path, None, "text/plain", Vec::new())
+            .request("GET", path, None, "text/plain", Vec::new())
             .await;
         assert_eq!(status, 200, "{path}");
     }
@@ -244,7 +245,7 @@ async fn the_api_needs_the_token_and_answers_json() {
     );
     let (status, body) = env
         .http
-        .send(
+        .request(
             "GET",
             "/v1/registrations/a%2F..%2Fb",
             Some(TOKEN),
@@ -273,7 +274,7 @@ async fn the_api_needs_the_token_and_answers_json() {
     // The direct API: the same person passes, another does not (and no score is returned).
     let (status, body) = env
         .http
-        .send(
+        .request(
             "POST",
             "/v1/verify?user_id=alice",
             Some(TOKEN),
@@ -288,7 +289,7 @@ async fn the_api_needs_the_token_and_answers_json() {
     );
     let (_, body) = env
         .http
-        .send(
+        .request(
             "POST",
             "/v1/verify?user_id=alice",
             Some(TOKEN),
@@ -301,7 +302,7 @@ async fn the_api_needs_the_token_and_answers_json() {
     assert!(body.get("similarity").is_none(), "{body}");
     let (_, body) = env
         .http
-        .send(
+        .request(
             "POST",
             "/v1/verify?user_id=nobody",
             Some(TOKEN),
@@ -335,7 +336,7 @@ async fn the_api_needs_the_token_and_answers_json() {
     assert!(env.object_exists(key).await);
     let (status, body) = env
         .http
-        .send(
+        .request(
             "GET",
             "/v1/registrations/alice",
             Some(TOKEN),
@@ -348,7 +349,7 @@ async fn the_api_needs_the_token_and_answers_json() {
     assert!(body["registrations"][0].get("face_id").is_none(), "{body}");
     let (status, body) = env
         .http
-        .send(
+        .request(
             "GET",
             "/v1/registrations/nobody",
             Some(TOKEN),
@@ -373,7 +374,7 @@ async fn erasure_leaves_no_face_record_or_photo() {
     // a failure counter.
     let (_, registered) = env
         .http
-        .send(
+        .request(
             "GET",
             "/v1/registrations/carol",
             Some(TOKEN),
@@ -418,7 +419,7 @@ async fn erasure_leaves_no_face_record_or_photo() {
 
     let (status, body) = env
         .http
-        .send(
+        .request(
             "DELETE",
             "/v1/users/carol",
             Some(TOKEN),
@@ -502,7 +503,7 @@ async fn erasure_leaves_no_face_record_or_photo() {
     // Erasing again finds nothing and is not an error.
     let (status, body) = env
         .http
-        .send(
+        .request(
             "DELETE",
             "/v1/users/carol",
             Some(TOKEN),

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use common::cognito::{PASSWORD, PoolStack};
 use common::eventually;
 use common::pipeline::{fixture, two_faces_jpeg};
+use common::signin::Calls;
 use facegate_shared::config::Topic;
 use facegate_shared::events::{AuthEvent, AuthOutcome};
 use facegate_verifier::cognito_app::{Answered, AppError, CognitoApp};
@@ -89,7 +90,7 @@ async fn a_person_signs_up_registers_with_their_token_and_signs_in_with_their_fa
         || async {
             let (status, body) = env
                 .http
-                .send(
+                .request(
                     "GET",
                     "/v1/registrations/alice",
                     Some(mine),
@@ -133,7 +134,7 @@ async fn a_person_signs_up_registers_with_their_token_and_signs_in_with_their_fa
     let token = tokens.access_token.as_str();
     let get = |path: &'static str, token: String| async move {
         env.http
-            .send("GET", path, Some(&token), "application/json", vec![])
+            .request("GET", path, Some(&token), "application/json", vec![])
             .await
     };
     assert_eq!(get("/v1/registrations/alice", token.into()).await.0, 200);
@@ -144,7 +145,7 @@ async fn a_person_signs_up_registers_with_their_token_and_signs_in_with_their_fa
     );
     let (status, _) = env
         .http
-        .send(
+        .request(
             "POST",
             "/cognito/define",
             Some(token),
@@ -204,7 +205,7 @@ async fn a_person_signs_up_registers_with_their_token_and_signs_in_with_their_fa
     // Erase myself with my own token.
     let (status, body) = env
         .http
-        .send(
+        .request(
             "DELETE",
             "/v1/users/alice",
             Some(token),

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::pipeline::fixture;
-use common::signin::{CUSTOM_CHALLENGE, SignIn};
+use common::signin::{CUSTOM_CHALLENGE, Calls, SignIn};
 use facegate_shared::config::{Table, Topic};
 use facegate_shared::events::{AlertKind, AlertSubject, AuthEvent, AuthOutcome, SecurityAlert};
 use facegate_shared::tables::users;
@@ -56,8 +56,9 @@ async fn a_genuine_user_signs_in_and_an_impostor_gets_the_user_locked() {
     assert_eq!(challenge.private["faceId"], face_id.as_str());
     assert_eq!(challenge.private["key"], challenge.key.as_str());
     assert!(
-        challenge
-            .expiry
+        challenge.public["expiry"]
+            .as_str()
+            .unwrap_or_default()
             .parse::<chrono::DateTime<chrono::Utc>>()
             .is_ok()
     );

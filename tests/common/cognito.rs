@@ -8,7 +8,7 @@ use facegate_verifier::cognito_app::{CognitoApp, Tokens};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use serde_json::Value;
 
-use super::signin::SignIn;
+use super::signin::{Calls, SignIn};
 
 /// A password the default pool policy accepts.
 pub const PASSWORD: &str = "Correct-horse-9";

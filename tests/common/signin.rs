@@ -2,26 +2,24 @@
 //! in-process on 127.0.0.1:0, and a test that plays Cognito: it builds the trigger events as
 //! Cognito sends them (version, triggerSource, region, userPoolId, userName, callerContext,
 //! request, response), keeps the session between calls, and uploads selfies with a real HTTP
-//! PUT to the presigned URL.
+//! PUT to the presigned URL. Every call goes through the verifier's own client
+//! (`facegate_verifier::client`), the one the load generators use; [`Calls`] only says how a
+//! test wants its answers (any status returned, a dead connection a panic).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use bytes::Bytes;
 use facegate_shared::config::{Table, Topic};
 use facegate_shared::events::{Notification, Origin};
 use facegate_shared::ids::UserId;
 use facegate_shared::ops::Health;
 use facegate_shared::rate_limit::{FaceServiceLimiter, FaceServiceSettings};
 use facegate_shared::tables::auth_failures;
+use facegate_verifier::client::{Challenge, Method, Trigger, VerifierClient, cognito_event};
 use facegate_verifier::{RunningVerifier, VerifierSettings};
 use facegate_workers::alerts::AlertsSettings;
-use http_body_util::{BodyExt, Full};
 use hyper::StatusCode;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -36,7 +34,7 @@ pub const CUSTOM_CHALLENGE: &str = "CUSTOM_CHALLENGE";
 pub struct SignIn {
     pub pipeline: Pipeline,
     pub verifier: RunningVerifier,
-    pub http: Http,
+    pub http: VerifierClient,
     shutdown: CancellationToken,
 }
 
@@ -70,7 +68,7 @@ impl SignIn {
         )
         .await
         .expect("the verifier starts");
-        let http = Http::new(verifier.url());
+        let http = VerifierClient::new(verifier.url(), TOKEN);
         Self {
             pipeline,
             verifier,
@@ -202,41 +200,25 @@ impl SignIn {
 
     // Cognito's side of the conversation.
 
+    /// Define: the answered event.
     pub async fn define(&self, user: &str, session: &[Value]) -> Value {
-        self.trigger(
-            "define",
-            cognito_event(
-                user,
-                "DefineAuthChallenge_Authentication",
-                json!({ "userAttributes": attributes(user), "session": session, "userNotFound": false }),
-                json!({ "challengeName": null, "issueTokens": null, "failAuthentication": null }),
-            ),
-        )
-        .await
+        let event = cognito_event(
+            user,
+            Trigger::Define,
+            json!({ "userAttributes": attributes(user), "session": session, "userNotFound": false }),
+        );
+        self.http
+            .trigger(Trigger::Define, &event)
+            .await
+            .unwrap_or_else(|e| panic!("define: {e}"))
+            .body
     }
 
     pub async fn create(&self, user: &str, session: &[Value]) -> Challenge {
-        let answered = self
-            .trigger(
-                "create",
-                cognito_event(
-                    user,
-                    "CreateAuthChallenge_Authentication",
-                    json!({
-                        "userAttributes": attributes(user),
-                        "challengeName": CUSTOM_CHALLENGE,
-                        "session": session,
-                        "userNotFound": false,
-                    }),
-                    json!({
-                        "publicChallengeParameters": null,
-                        "privateChallengeParameters": null,
-                        "challengeMetadata": null,
-                    }),
-                ),
-            )
-            .await;
-        Challenge::from_create(answered)
+        self.http
+            .create(user, session)
+            .await
+            .unwrap_or_else(|e| panic!("create: {e}"))
     }
 
     pub async fn verify(&self, user: &str, challenge: &Challenge, answer: &str) -> bool {
@@ -246,42 +228,15 @@ impl SignIn {
     /// Verify through the verifier behind `http`. Returns `answerCorrect`.
     pub async fn verify_at(
         &self,
-        http: &Http,
+        http: &VerifierClient,
         user: &str,
         challenge: &Challenge,
         answer: &str,
     ) -> bool {
-        let event = cognito_event(
-            user,
-            "VerifyAuthChallengeResponse_Authentication",
-            json!({
-                "userAttributes": attributes(user),
-                "privateChallengeParameters": challenge.private,
-                "challengeAnswer": answer,
-                "userNotFound": false,
-            }),
-            json!({ "answerCorrect": null }),
-        );
-        let (status, answered) = http.post_json("/cognito/verify", Some(TOKEN), &event).await;
-        assert_eq!(status, StatusCode::OK, "verify: {answered}");
-        answered["response"]["answerCorrect"]
-            .as_bool()
-            .unwrap_or_else(|| panic!("answerCorrect is a boolean: {answered}"))
-    }
-
-    async fn trigger(&self, name: &str, event: Value) -> Value {
-        let (status, answered) = self
-            .http
-            .post_json(&format!("/cognito/{name}"), Some(TOKEN), &event)
-            .await;
-        assert_eq!(status, StatusCode::OK, "{name}: {answered}");
-        // The same event comes back, with its response filled out.
-        assert_eq!(answered["userName"], event["userName"], "{answered}");
-        assert_eq!(
-            answered["triggerSource"], event["triggerSource"],
-            "{answered}"
-        );
-        answered
+        http.verify(user, challenge, answer)
+            .await
+            .unwrap_or_else(|e| panic!("verify: {e}"))
+            .0
     }
 
     /// Define -> Create -> PUT `selfie` -> Verify, appending to `session` as Cognito does.
@@ -295,62 +250,9 @@ impl SignIn {
         let challenge = self.create(user, session).await;
         assert_eq!(self.http.put(&challenge.url, selfie).await, StatusCode::OK);
         let correct = self.verify(user, &challenge, &challenge.key).await;
-        session.push(json!({
-            "challengeName": CUSTOM_CHALLENGE,
-            "challengeResult": correct,
-            "challengeMetadata": challenge.metadata,
-        }));
+        session.push(challenge.session_entry(correct));
         correct
     }
-}
-
-/// What Create answered.
-#[derive(Clone, Debug)]
-pub struct Challenge {
-    pub url: String,
-    pub key: String,
-    pub expiry: String,
-    pub public: Value,
-    pub private: Value,
-    pub metadata: Value,
-}
-
-impl Challenge {
-    fn from_create(answered: Value) -> Self {
-        let response = &answered["response"];
-        let public = response["publicChallengeParameters"].clone();
-        let text = |name: &str| {
-            public[name]
-                .as_str()
-                .unwrap_or_else(|| panic!("public parameter {name}: {answered}"))
-                .to_string()
-        };
-        Self {
-            url: text("url"),
-            key: text("key"),
-            expiry: text("expiry"),
-            public: public.clone(),
-            private: response["privateChallengeParameters"].clone(),
-            metadata: response["challengeMetadata"].clone(),
-        }
-    }
-}
-
-/// A trigger event as Cognito sends it.
-pub fn cognito_event(user: &str, trigger_source: &str, request: Value, response: Value) -> Value {
-    json!({
-        "version": "1",
-        "triggerSource": trigger_source,
-        "region": "us-east-1",
-        "userPoolId": "us-east-1_Fgtest123",
-        "userName": user,
-        "callerContext": {
-            "awsSdkVersion": "aws-sdk-unknown-unknown",
-            "clientId": "4l2h9p6kexamplecl1ent1d"
-        },
-        "request": request,
-        "response": response,
-    })
 }
 
 fn attributes(user: &str) -> Value {
@@ -362,70 +264,27 @@ fn attributes(user: &str) -> Value {
     })
 }
 
-/// A small HTTP/1 client for the verifier and presigned URLs.
-#[derive(Clone)]
-pub struct Http {
-    pub base: String,
-    client: Client<HttpConnector, Full<Bytes>>,
-}
-
-impl Http {
-    pub fn new(base: String) -> Self {
-        Self {
-            base,
-            client: Client::builder(TokioExecutor::new()).build_http(),
-        }
-    }
-
-    /// Sends a request to the verifier; returns the status and the JSON body (Null if none).
-    pub async fn send(
+/// The shared client's calls as tests write them: every answer returned whatever its status,
+/// a failure to get one a panic naming the call.
+pub trait Calls {
+    /// Sends `body` as `content_type`, with the bearer `token` or none; the status and the
+    /// JSON body (Null if none).
+    async fn request(
         &self,
         method: &str,
         path: &str,
         token: Option<&str>,
         content_type: &str,
         body: Vec<u8>,
-    ) -> (StatusCode, Value) {
-        let mut request = hyper::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("content-type", content_type);
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .expect("a request");
-        self.exchange(request).await
-    }
+    ) -> (StatusCode, Value);
 
-    /// Sends `request`; the status and the JSON body (Null if none), within 30 s.
-    async fn exchange(&self, request: hyper::Request<Full<Bytes>>) -> (StatusCode, Value) {
-        let url = request.uri().to_string();
-        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
-            .await
-            .unwrap_or_else(|_| panic!("{url} answers within 30 s"))
-            .unwrap_or_else(|e| panic!("{url} answers: {e}"));
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("a body")
-            .to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-
-    pub async fn post_json(
+    async fn post_json(
         &self,
         path: &str,
         token: Option<&str>,
         body: &Value,
     ) -> (StatusCode, Value) {
-        self.send(
+        self.request(
             "POST",
             path,
             token,
@@ -435,12 +294,18 @@ impl Http {
         .await
     }
 
+    /// `GET url` (a whole URL, not a path of the verifier); the status and the JSON body.
+    async fn get_absolute(&self, url: &str) -> (StatusCode, Value);
+
+    /// A PUT of `body` to a presigned URL.
+    async fn put(&self, url: &str, body: Vec<u8>) -> StatusCode;
+
     /// Sends a request whose body is larger than the server accepts, as a browser or curl
     /// would: the head first, then the body, while reading the answer. A server that refuses
     /// on the announced Content-Length answers 413 and closes before the body is written, so
     /// the writing side may fail with a broken pipe; the answer read is what the client gets.
     /// (hyper's client reports the write error instead of the answer it already received.)
-    pub async fn send_oversized(
+    async fn send_oversized(
         &self,
         path: &str,
         token: &str,
@@ -449,7 +314,7 @@ impl Http {
     ) -> (StatusCode, Value) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let authority = self
-            .base
+            .base()
             .strip_prefix("http://")
             .expect("an http:// base URL")
             .trim_end_matches('/')
@@ -507,20 +372,42 @@ impl Http {
         )
     }
 
-    /// `GET url` (a whole URL, not a path of the verifier); the status and the JSON body.
-    pub async fn get_absolute(&self, url: &str) -> (StatusCode, Value) {
-        let request = hyper::Request::get(url)
-            .body(Full::new(Bytes::new()))
-            .expect("a request");
-        self.exchange(request).await
+    /// `http://host:port` of the verifier.
+    fn base(&self) -> &str;
+}
+
+impl Calls for VerifierClient {
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let method = Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        let answer = self
+            .send_as(method, path, token, content_type, body.into())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (answer.status, answer.body)
     }
 
-    /// A PUT of `body` to a presigned URL.
-    pub async fn put(&self, url: &str, body: Vec<u8>) -> StatusCode {
-        let request = hyper::Request::put(url)
-            .body(Full::new(Bytes::from(body)))
-            .expect("a request");
-        self.exchange(request).await.0
+    async fn get_absolute(&self, url: &str) -> (StatusCode, Value) {
+        let answer = self.get_url(url).await.unwrap_or_else(|e| panic!("{e}"));
+        (answer.status, answer.body)
+    }
+
+    async fn put(&self, url: &str, body: Vec<u8>) -> StatusCode {
+        let answer = self
+            .put_url(url, body.into())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        answer.status
+    }
+
+    fn base(&self) -> &str {
+        VerifierClient::base(self)
     }
 }
 

@@ -2,8 +2,8 @@
 //! trigger events as Cognito sends them, keeps what Create answered, uploads selfies with a
 //! real HTTP PUT to the presigned URL, and calls the `/v1` routes with the bearer token.
 //!
-//! Used by the Verify benchmark (`facegate bench verifier`) and the walk-through
-//! (`facegate demo`). Plain HTTP/1 without TLS: it talks to a verifier and an S3 emulator on
+//! Used by the Verify benchmark (`facegate bench verifier`), the walk-through (`facegate
+//! demo`) and the integration tests: the one HTTP client of the workspace's tools and tests. Plain HTTP/1 without TLS: it talks to a verifier and an S3 emulator on
 //! loopback (the AWS SDK brings the one TLS stack of the product).
 
 use std::collections::HashMap;
@@ -85,6 +85,21 @@ impl Trigger {
         }
     }
 
+    /// The `response` Cognito sends with this trigger: every field present, none set.
+    pub fn empty_response(self) -> Value {
+        match self {
+            Trigger::Define => {
+                json!({ "challengeName": null, "issueTokens": null, "failAuthentication": null })
+            }
+            Trigger::Create => json!({
+                "publicChallengeParameters": null,
+                "privateChallengeParameters": null,
+                "challengeMetadata": null,
+            }),
+            Trigger::Verify => json!({ "answerCorrect": null }),
+        }
+    }
+
     /// Cognito's `triggerSource` for a sign-in.
     pub fn source(self) -> &'static str {
         match self {
@@ -126,6 +141,8 @@ pub struct Challenge {
     pub frame_urls: Vec<String>,
     /// The object key, which is also the answer.
     pub key: String,
+    /// Every public parameter, as the app receives them.
+    pub public: Value,
     pub private: Value,
     pub metadata: Value,
 }
@@ -152,7 +169,7 @@ pub fn fresh_copy(photo: &[u8]) -> Bytes {
     Bytes::from(copy)
 }
 
-/// A trigger event as Cognito sends it, for a sign-in of `user` (its `response` empty).
+/// A trigger event as Cognito sends it, for a sign-in of `user` (its `response` unset).
 pub fn cognito_event(user: &str, trigger: Trigger, request: Value) -> Value {
     json!({
         "version": "1",
@@ -162,7 +179,7 @@ pub fn cognito_event(user: &str, trigger: Trigger, request: Value) -> Value {
         "userName": user,
         "callerContext": { "awsSdkVersion": "aws-sdk-unknown-unknown", "clientId": "facegate-cli" },
         "request": request,
-        "response": {},
+        "response": trigger.empty_response(),
     })
 }
 
@@ -196,28 +213,73 @@ impl VerifierClient {
         &self.base
     }
 
-    /// Sends an authorised request to `path`; any status is an answer.
+    /// Sends an authorised JSON request to `path`; any status is an answer.
     pub async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
     ) -> Result<Answer, ClientError> {
+        let body = Bytes::from(body.map(Value::to_string).unwrap_or_default());
+        self.send_as(method, path, Some(&self.token), "application/json", body)
+            .await
+    }
+
+    /// Sends `body` as `content_type` to `path` with `bearer` as the token, or none: for
+    /// callers that check how the API treats unusual requests. Any status is an answer.
+    pub async fn send_as(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        content_type: &str,
+        body: Bytes,
+    ) -> Result<Answer, ClientError> {
         let what = format!("{method} {path}");
         let url = format!("{}{path}", self.base);
-        let request = hyper::Request::builder()
+        let mut request = hyper::Request::builder()
             .method(method)
             .uri(&url)
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(
-                body.map(Value::to_string).unwrap_or_default(),
-            )))
+            .header("content-type", content_type);
+        if let Some(bearer) = bearer {
+            request = request.header("authorization", format!("Bearer {bearer}"));
+        }
+        let request = request
+            .body(Full::new(body))
             .map_err(|e| ClientError::Build {
                 what: what.clone(),
                 detail: e.to_string(),
             })?;
         self.exchange(what, url, request).await
+    }
+
+    /// `GET url`, a whole URL rather than a path of the API, without the bearer token (a
+    /// presigned URL's signature is its credential). Any status is an answer.
+    pub async fn get_url(&self, url: &str) -> Result<Answer, ClientError> {
+        self.without_token(Method::GET, url, Bytes::new()).await
+    }
+
+    /// `PUT body` to a whole URL without the bearer token. Any status is an answer.
+    pub async fn put_url(&self, url: &str, body: Bytes) -> Result<Answer, ClientError> {
+        self.without_token(Method::PUT, url, body).await
+    }
+
+    async fn without_token(
+        &self,
+        method: Method,
+        url: &str,
+        body: Bytes,
+    ) -> Result<Answer, ClientError> {
+        let what = format!("{method} to the presigned URL");
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(url)
+            .body(Full::new(body))
+            .map_err(|e| ClientError::Build {
+                what: what.clone(),
+                detail: e.to_string(),
+            })?;
+        self.exchange(what, url.to_string(), request).await
     }
 
     /// `GET path`.
@@ -313,6 +375,7 @@ impl VerifierClient {
                 steps,
                 frame_urls,
                 key: key.to_string(),
+                public: public.clone(),
                 private: response["privateChallengeParameters"].clone(),
                 metadata: response["challengeMetadata"].clone(),
             }),
@@ -354,19 +417,10 @@ impl VerifierClient {
     /// A PUT of `body` to a presigned URL (no bearer token: the signature is the credential).
     /// Any status but 2xx is an error.
     pub async fn put_presigned(&self, url: &str, body: Bytes) -> Result<StatusCode, ClientError> {
-        let what = "PUT to the presigned URL".to_string();
-        let request = hyper::Request::put(url)
-            .body(Full::new(body))
-            .map_err(|e| ClientError::Build {
-                what: what.clone(),
-                detail: e.to_string(),
-            })?;
-        let answer = self
-            .exchange(what.clone(), url.to_string(), request)
-            .await?;
+        let answer = self.put_url(url, body).await?;
         if !answer.status.is_success() {
             return Err(ClientError::Status {
-                what,
+                what: "PUT to the presigned URL".to_string(),
                 status: answer.status,
                 body: answer.body.to_string(),
             });
@@ -452,12 +506,13 @@ mod tests {
         );
         assert_eq!(event["userName"], "zoë");
         assert_eq!(event["request"]["challengeAnswer"], "k");
-        assert_eq!(event["response"], json!({}));
+        assert_eq!(event["response"], json!({ "answerCorrect": null }));
         let entry = Challenge {
             url: "u".into(),
             steps: None,
             frame_urls: Vec::new(),
             key: "k".into(),
+            public: json!({ "key": "k" }),
             private: Value::Null,
             metadata: json!("FACEGATE_SELFIE"),
         }
