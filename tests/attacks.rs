@@ -13,11 +13,11 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::pipeline::fixture;
 use common::signin::{Calls, SignIn, TOKEN};
+use facegate_loadgen::client::{Challenge, Trigger, VerifierClient, cognito_event};
 use facegate_shared::config::{Table, Topic};
 use facegate_shared::events::{AuthChannel, AuthEvent, AuthOutcome};
 use facegate_shared::tables::{auth_failures, challenges, registrations, users};
 use facegate_verifier::VerifierSettings;
-use facegate_verifier::client::{Challenge, Trigger, VerifierClient, cognito_event};
 use image::{GenericImage, ImageEncoder};
 use serde_json::json;
 

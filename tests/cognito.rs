@@ -21,15 +21,15 @@ use common::cognito::{PASSWORD, PoolStack};
 use common::eventually;
 use common::pipeline::{fixture, two_faces_jpeg};
 use common::signin::Calls;
+use facegate_loadgen::cognito_app::{Answered, AppError, CognitoApp};
 use facegate_shared::config::Topic;
 use facegate_shared::events::{AuthEvent, AuthOutcome};
-use facegate_verifier::cognito_app::{Answered, AppError, CognitoApp};
 use facegate_workers::alerts::AlertsSettings;
 use facegate_workers::{DedupSettings, IndexerSettings};
 use serde_json::json;
 
 fn selfie(name: &str) -> Bytes {
-    facegate_verifier::client::fresh_copy(&fixture(name))
+    facegate_loadgen::client::fresh_copy(&fixture(name))
 }
 
 fn refused(result: Result<Answered, AppError>) -> AppError {

@@ -12,7 +12,7 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use common::TestStack;
-use facegate_verifier::client::{StatusCode, VerifierClient};
+use facegate_loadgen::client::{StatusCode, VerifierClient};
 use tokio::process::{Child, Command};
 
 const TOKEN: &str = "demo-test-token-0123456789";

@@ -16,12 +16,14 @@ use common::cognito::PoolStack;
 use common::pipeline::fixture;
 use common::pipeline::workspace_root;
 use common::signin::SignIn;
+use facegate_loadgen::cognito_app::{Answered, CognitoApp, Uploads};
+use facegate_loadgen::liveness::{
+    self as liveness_suite, ATTACKS, Camera, Clip, SuiteReport, SuiteSettings,
+};
 use facegate_shared::config::Topic;
 use facegate_shared::events::{AuthEvent, AuthOutcome, Origin};
 use facegate_shared::ids::DeviceId;
-use facegate_verifier::cognito_app::{Answered, CognitoApp, Uploads};
 use facegate_verifier::liveness::Sequence;
-use facegate_verifier::liveness_suite::{self, ATTACKS, Camera, Clip, SuiteReport, SuiteSettings};
 use facegate_workers::alerts::AlertsSettings;
 
 /// Short enough that the `after-window` attack waits little.

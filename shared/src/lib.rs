@@ -28,6 +28,7 @@ pub mod liveness;
 pub mod measure;
 pub mod objects;
 pub mod ops;
+pub mod probe;
 pub mod provision;
 pub mod quality;
 pub mod rate_limit;

@@ -3,8 +3,8 @@
 //! app of the pool ([`CognitoApp`]: Cognito's own API only), and an independent check of the
 //! tokens Cognito issues against the pool's JWKS.
 
+use facegate_loadgen::cognito_app::{CognitoApp, Tokens};
 use facegate_shared::user_pool::UserPool;
-use facegate_verifier::cognito_app::{CognitoApp, Tokens};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use serde_json::Value;
 

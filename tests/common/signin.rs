@@ -3,20 +3,20 @@
 //! Cognito sends them (version, triggerSource, region, userPoolId, userName, callerContext,
 //! request, response), keeps the session between calls, and uploads selfies with a real HTTP
 //! PUT to the presigned URL. Every call goes through the verifier's own client
-//! (`facegate_verifier::client`), the one the load generators use; [`Calls`] only says how a
+//! (`facegate_loadgen::client`), the one the load generators use; [`Calls`] only says how a
 //! test wants its answers (any status returned, a dead connection a panic).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
+use facegate_loadgen::client::{Challenge, Method, Trigger, VerifierClient, cognito_event};
 use facegate_shared::config::{Table, Topic};
 use facegate_shared::events::{Notification, Origin};
 use facegate_shared::ids::UserId;
 use facegate_shared::ops::Health;
 use facegate_shared::rate_limit::{FaceServiceLimiter, FaceServiceSettings};
 use facegate_shared::tables::auth_failures;
-use facegate_verifier::client::{Challenge, Method, Trigger, VerifierClient, cognito_event};
 use facegate_verifier::{RunningVerifier, VerifierSettings};
 use facegate_workers::alerts::AlertsSettings;
 use hyper::StatusCode;
@@ -93,7 +93,7 @@ impl SignIn {
     /// pipeline would do); returns the face id.
     pub async fn register(&self, user: &str, photo: &str) -> String {
         let user = UserId::parse(user).expect("a valid user id");
-        facegate_verifier::bench::register_active(self.pipeline.stack(), &user, fixture(photo))
+        facegate_loadgen::verifier::register_active(self.pipeline.stack(), &user, fixture(photo))
             .await
             .expect("registering the test user")
     }

@@ -11,9 +11,9 @@
 //!   token, or a person's Cognito access token, checked by [`access_token`]).
 //! - [`lambda`]: the same triggers as a Lambda function.
 //! - [`erase`]: removing a user everywhere (`DELETE /v1/users/<id>` and `facegate erase`).
-//! - [`client`]: the HTTP API from the other side (the app and Cognito), for [`bench`], the
-//!   Verify latency benchmark, and `facegate demo`; [`cognito_app`]: sign-in through
-//!   Cognito's own API, as an app does it.
+//!
+//! The other side of this API (the app's and Cognito's client, the benchmarks, the liveness
+//! attack suite) lives in `facegate-loadgen`, apart from what runs in production.
 //!
 //! Wiring: [`spawn`] starts the server in-process (tests, `facegate dev`); [`main`] is the
 //! standalone role (`facegate verifier`, or `facegate verifier --lambda`).
@@ -21,11 +21,7 @@
 pub mod access_token;
 pub mod account;
 pub mod auth;
-pub mod bench;
-pub mod bench_cognito;
 pub mod challenge;
-pub mod client;
-pub mod cognito_app;
 pub mod deadline;
 pub mod erase;
 pub mod error;
@@ -33,7 +29,6 @@ pub mod face;
 pub mod face_liveness;
 pub mod lambda;
 pub mod liveness;
-pub mod liveness_suite;
 pub mod outcome;
 pub mod routes;
 pub mod selfie;

@@ -17,7 +17,6 @@
 //! [`Handler`]: facegate_shared::worker::Handler
 
 pub mod alerts;
-pub mod bench;
 pub mod dedup;
 pub mod faces;
 pub mod indexer;

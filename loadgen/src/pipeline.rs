@@ -41,9 +41,9 @@ use facegate_shared::worker::{BoxError, Handler, HandlerError, Message, Worker, 
 use image::{DynamicImage, ImageEncoder};
 use tokio_util::sync::CancellationToken;
 
-use crate::dedup::{DedupSettings, DuplicatePolicy, run_dedup};
-use crate::indexer::{IndexerSettings, run_indexer};
-use crate::store::RegistrationStore;
+use facegate_workers::dedup::{DedupSettings, DuplicatePolicy, run_dedup};
+use facegate_workers::indexer::{IndexerSettings, run_indexer};
+use facegate_workers::store::RegistrationStore;
 
 /// `facegate bench pipeline`.
 #[derive(clap::Args, Clone, Debug)]

@@ -23,10 +23,10 @@ use facegate_shared::stack::Stack;
 use facegate_shared::user_pool::UserPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::bench::{BenchArgs, BenchError, percentile, register_active};
 use crate::client::{DefineDecision, VerifierClient, fresh_copy};
 use crate::cognito_app::{Answered, CognitoApp};
-use crate::settings::VerifierSettings;
+use crate::verifier::{BenchArgs, BenchError, percentile, register_active};
+use facegate_verifier::settings::VerifierSettings;
 
 /// One path at one concurrency level.
 #[derive(Debug, Clone)]
@@ -87,7 +87,7 @@ pub async fn run(args: BenchArgs) -> Result<Vec<PathReport>, BenchError> {
     let app = CognitoApp::new(stack.clients.cognito.clone(), pool.clone());
     let token = uuid::Uuid::new_v4().simple().to_string();
     let shutdown = CancellationToken::new();
-    let running = crate::spawn(
+    let running = facegate_verifier::spawn(
         stack.clone(),
         Arc::new(FaceServiceLimiter::new(&args.face)),
         VerifierSettings::local(token.clone()),
@@ -123,7 +123,7 @@ pub async fn run(args: BenchArgs) -> Result<Vec<PathReport>, BenchError> {
             reports.push(report);
         }
     }
-    crate::erase::erase_user(&running.verifier, &user)
+    facegate_verifier::erase::erase_user(&running.verifier, &user)
         .await
         .map_err(setup)?;
     let _ = stack

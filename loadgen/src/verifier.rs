@@ -29,7 +29,7 @@ use facegate_shared::tables::users;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{ClientError, VerifierClient};
-use crate::settings::VerifierSettings;
+use facegate_verifier::settings::VerifierSettings;
 
 /// `facegate bench verifier`.
 #[derive(clap::Args, Clone, Debug)]
@@ -165,7 +165,7 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
     let limiter = Arc::new(FaceServiceLimiter::new(&args.face));
     let token = uuid::Uuid::new_v4().simple().to_string();
     let shutdown = CancellationToken::new();
-    let running = crate::spawn(
+    let running = facegate_verifier::spawn(
         stack.clone(),
         limiter,
         VerifierSettings::local(token.clone()),
@@ -181,10 +181,10 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
 
     // The same verifier code with liveness on: three frames per Verify instead of a selfie.
     let liveness_settings = VerifierSettings {
-        liveness: crate::liveness::LivenessPolicy::Active,
+        liveness: facegate_verifier::liveness::LivenessPolicy::Active,
         ..VerifierSettings::local(token.clone())
     };
-    let live = crate::spawn(
+    let live = facegate_verifier::spawn(
         stack.clone(),
         Arc::new(FaceServiceLimiter::new(&args.face)),
         liveness_settings,
@@ -193,7 +193,7 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
     .await
     .map_err(setup)?;
     let live_client = VerifierClient::new(live.url(), token.clone());
-    let clip = crate::liveness_suite::Clip::load(&args.bench_clip).map_err(setup)?;
+    let clip = crate::liveness::Clip::load(&args.bench_clip).map_err(setup)?;
     let clip_photo = read(&args.bench_clip_registration_photo)?;
     // One user per client, each with a camera of its own, so that no user sees a frame again
     // within the few challenges the replay check remembers.
@@ -215,7 +215,7 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
 
     let mut cameras: Vec<_> = live_users
         .iter()
-        .map(|u| (u.clone(), Some(crate::liveness_suite::Camera::new(&clip))))
+        .map(|u| (u.clone(), Some(crate::liveness::Camera::new(&clip))))
         .collect();
     let mut levels = Vec::new();
     for &concurrency in &args.bench_concurrency {
@@ -243,12 +243,12 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
         levels.push(report);
     }
     for live_user in &live_users {
-        crate::erase::erase_user(&live.verifier, live_user)
+        facegate_verifier::erase::erase_user(&live.verifier, live_user)
             .await
             .map_err(setup)?;
     }
     let (rss_mib, peak_rss_mib) = memory();
-    crate::erase::erase_user(&running.verifier, &user)
+    facegate_verifier::erase::erase_user(&running.verifier, &user)
         .await
         .map_err(setup)?;
     shutdown.cancel();
@@ -264,7 +264,7 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
 /// frames, the others with `selfie`.
 async fn level(
     client: &VerifierClient,
-    users: &mut [(UserId, Option<crate::liveness_suite::Camera<'_>>)],
+    users: &mut [(UserId, Option<crate::liveness::Camera<'_>>)],
     selfie: &Bytes,
     concurrency: usize,
     requests: usize,
@@ -277,7 +277,7 @@ async fn level(
         // Each picture is new bytes to the engine, as every real sign-in's is.
         match (&challenge.steps, &mut users[slot].1) {
             (Some(steps), Some(camera)) => {
-                let steps: crate::liveness::Sequence = steps.parse().map_err(setup)?;
+                let steps: facegate_verifier::liveness::Sequence = steps.parse().map_err(setup)?;
                 for (url, frame) in challenge.frame_urls.iter().zip(camera.frames(&steps)) {
                     client
                         .put_presigned(url, crate::client::fresh_copy(&frame))

@@ -20,9 +20,9 @@ use facegate_shared::ids::DeviceId;
 use facegate_shared::user_pool::UserPool;
 
 use crate::client::{ClientError, VerifierClient};
-use crate::liveness::Sequence;
-use crate::triggers::create::public;
-use crate::triggers::verify::DEVICE_ID;
+use facegate_verifier::liveness::Sequence;
+use facegate_verifier::triggers::create::public;
+use facegate_verifier::triggers::verify::DEVICE_ID;
 
 /// Why a step through Cognito did not give the expected answer.
 #[derive(Debug, thiserror::Error)]

@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::client::{self, ClientError, DefineDecision as Defined, VerifierClient};
+use crate::pipeline::{Photo, variant};
 use bytes::Bytes;
 use facegate_shared::ids::UserId;
-use facegate_verifier::client::{self, ClientError, DefineDecision as Defined, VerifierClient};
-use facegate_workers::bench::{Photo, variant};
 
 use super::SoakError;
 

@@ -16,8 +16,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
-use crate::triggers::CUSTOM_CHALLENGE;
-use crate::triggers::create::public;
+use facegate_verifier::triggers::CUSTOM_CHALLENGE;
+use facegate_verifier::triggers::create::public;
 
 // What callers of this client name: methods and answer statuses.
 pub use hyper::{Method, StatusCode};

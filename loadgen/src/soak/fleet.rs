@@ -192,7 +192,7 @@ impl Fleet {
                     log,
                 });
             }
-            if crate::probe::probe(&url).await.is_ok() {
+            if facegate_shared::probe::probe(&url).await.is_ok() {
                 break;
             }
             if started.elapsed() > READY_WITHIN {

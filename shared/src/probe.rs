@@ -1,4 +1,5 @@
-//! `facegate health --url`: a container health check that needs no curl in the image.
+//! `facegate health --url`: a container health check that needs no curl in the image (the soak
+//! waits for its children's readiness with it too).
 //!
 //! One HTTP/1.0 GET over plain TCP to a loopback operations endpoint; success is a 200.
 

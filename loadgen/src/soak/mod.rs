@@ -32,13 +32,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::client::VerifierClient;
 use chrono::Utc;
 use facegate_engine::face::ModelSettings;
 use facegate_shared::aws::AwsSettings;
 use facegate_shared::config::{Prefix, StackSettings};
 use facegate_shared::registration::RegistrationState;
 use facegate_shared::stack::{Stack, StackArgs};
-use facegate_verifier::client::VerifierClient;
 use tokio::task::JoinHandle;
 
 use fleet::{Fleet, FleetSettings, Role};
@@ -139,7 +139,7 @@ pub enum SoakError {
         source: facegate_shared::worker::BoxError,
     },
     #[error("loading the photos")]
-    Photos(#[from] facegate_workers::bench::BenchError),
+    Photos(#[from] crate::pipeline::BenchError),
     #[error("connecting to the soak's stack")]
     Stack(#[from] facegate_shared::stack::StackError),
     #[error("{0}")]
@@ -231,7 +231,7 @@ async fn run(args: SoakArgs) -> Result<Report, SoakError> {
     .map_err(|e: facegate_shared::config::NameError| SoakError::Run(e.to_string()))?;
     let run_dir = std::env::temp_dir().join(prefix.as_str());
     fleet::create_dir(&run_dir)?;
-    let photos = Arc::new(facegate_workers::bench::load_photos(&args.photos)?);
+    let photos = Arc::new(crate::pipeline::load_photos(&args.photos)?);
     tracing::info!(%prefix, run_dir = %run_dir.display(), photos = photos.len(), "soak starting");
 
     let token = format!("soak-{}", uuid::Uuid::new_v4().simple());

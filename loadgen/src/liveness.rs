@@ -34,10 +34,10 @@ use facegate_shared::ids::UserId;
 use facegate_shared::stack::Stack;
 use image::{ImageEncoder, RgbImage};
 
-use crate::bench::register_active;
 use crate::client::fresh_copy;
 use crate::cognito_app::{Answered, AppError, CognitoApp, FaceChallenge, Uploads};
-use crate::liveness::{Frame, Sequence, Step};
+use crate::verifier::register_active;
+use facegate_verifier::liveness::{Frame, Sequence, Step};
 
 /// `facegate bench liveness`.
 #[derive(clap::Args, Clone, Debug)]
@@ -677,6 +677,6 @@ mod tests {
             .into_iter()
             .map(|f| Frame::decode(f).unwrap().fingerprint)
             .collect();
-        assert!(!crate::liveness::any_replayed(&prints, &[]));
+        assert!(!facegate_verifier::liveness::any_replayed(&prints, &[]));
     }
 }

@@ -399,7 +399,11 @@ mod tests {
     const MAX_REFUSED_VARIANTS: usize = 1;
 
     fn workspace_root() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+        // This crate sits one folder below the workspace, which holds the photos and models.
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("loadgen/ is inside the workspace")
+            .to_path_buf()
     }
 
     /// The bar: no usable genuine face refused on more than one of its variants, and

@@ -36,6 +36,10 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::client::fresh_copy;
+use crate::client::{ClientError, StatusCode, VerifierClient};
+use crate::cognito_app::{Answered, AppError, CognitoApp, FaceChallenge, Uploads};
+use crate::liveness::{Camera, Clip, SuiteError};
 use aws_sdk_sqs::types::QueueAttributeName;
 use bytes::Bytes;
 use facegate_engine::face::calibration::person_of;
@@ -46,11 +50,7 @@ use facegate_shared::objects::ImageExtension;
 use facegate_shared::report;
 use facegate_shared::stack::{Stack, StackArgs, StackError};
 use facegate_shared::user_pool::{LookupError, UserPool};
-use facegate_verifier::client::fresh_copy;
-use facegate_verifier::client::{ClientError, StatusCode, VerifierClient};
-use facegate_verifier::cognito_app::{Answered, AppError, CognitoApp, FaceChallenge, Uploads};
 use facegate_verifier::liveness::Step;
-use facegate_verifier::liveness_suite::{Camera, Clip, SuiteError};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -640,7 +640,7 @@ impl Demo {
             .verifier
             .with_token(&tokens.access_token)
             .send(
-                facegate_verifier::client::Method::POST,
+                crate::client::Method::POST,
                 "/v1/registrations",
                 Some(&json!({})),
             )
@@ -1061,18 +1061,16 @@ mod tests {
 
     #[test]
     fn the_fixture_photos_cast_two_people() {
-        let (faces, clip) = (
-            Path::new("tests/fixtures/faces"),
-            Path::new("tests/fixtures/faces/clip"),
-        );
-        let cast = Cast::new(faces, "lin_manuel_miranda", clip).expect("a cast");
+        let faces = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/faces");
+        let clip = &faces.join("clip");
+        let cast = Cast::new(&faces, "lin_manuel_miranda", clip).expect("a cast");
         assert_eq!(person_of(&cast.alice.file), Some("lin_manuel_miranda"));
         let bob: Vec<_> = cast.bob.iter().map(|p| person_of(&p.file)).collect();
         assert!(bob.iter().all(|p| *p == bob[0]), "{bob:?}");
         assert_ne!(bob[0], Some("lin_manuel_miranda"));
         assert!(!cast.clip.pool(Step::Left).is_empty());
-        assert!(Cast::new(faces, "nobody", clip).is_err());
-        assert!(Cast::new(faces, "lin_manuel_miranda", Path::new("no/clip")).is_err());
+        assert!(Cast::new(&faces, "nobody", clip).is_err());
+        assert!(Cast::new(&faces, "lin_manuel_miranda", Path::new("no/clip")).is_err());
         assert!(Cast::new(Path::new("no/such/folder"), "lin_manuel_miranda", clip).is_err());
     }
 }

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::pipeline::{Photo, variant};
 use chrono::{DateTime, Utc};
 use facegate_shared::config::Table;
 use facegate_shared::ids::{UploadId, UserId};
 use facegate_shared::registration::RegistrationRecord;
 use facegate_shared::stack::Stack;
-use facegate_workers::bench::{Photo, variant};
 
 use super::SoakError;
 
