@@ -264,37 +264,12 @@ impl FaceModels {
         timings.decode = started.elapsed();
 
         let started = Instant::now();
-        let (detections, first_run) = {
-            let mut session = self.detector.acquire();
-            let all = detect::passes(photo.width(), photo.height());
-            let found = detect::detect_in_passes(&mut session, &photo, &all)
-                .map_err(|e| ImageError::Model(e.to_string()))?;
-            timings.detector_runs = all.len();
-            if found.faces.is_empty() {
-                // Nothing to average: the mirror run could only add faces this run missed.
-                (Vec::new(), Vec::new())
-            } else {
-                // YuNet's landmarks are not mirror-symmetric; averaging the photo's run with
-                // its mirror's makes pose, box and confidence mirror (measure::symmetrize).
-                // The mirror runs only the passes that found a face (at 1920x1080 a face the
-                // letterbox found spares it the fine pass, the costliest of all), and all of
-                // them only when that leaves a face unpaired: a face one pass found on the
-                // photo may be another pass's on the mirror.
-                let mirror = image::imageops::flip_horizontal(&photo);
-                let width = photo.width() as f32;
-                let mut merged = Vec::new();
-                for passes in [&found.passes, &all] {
-                    let seen_mirrored = detect::detect_in_passes(&mut session, &mirror, passes)
-                        .map_err(|e| ImageError::Model(e.to_string()))?;
-                    timings.detector_runs += passes.len();
-                    merged = measure::symmetrize(&found.faces, &seen_mirrored.faces, width);
-                    if merged.len() == found.faces.len() || found.passes == all {
-                        break;
-                    }
-                }
-                (merged, found.faces)
-            }
-        };
+        // Every face, seen on the photo and on its mirror, the two averaged: see
+        // `detect::detect_symmetric` (and `measure::symmetrize` for why).
+        let seen = detect::detect_symmetric(&mut self.detector.acquire(), &photo)
+            .map_err(|e| ImageError::Model(e.to_string()))?;
+        timings.detector_runs = seen.runs;
+        let (detections, first_run) = (seen.faces, seen.photo);
         timings.detect = started.elapsed();
 
         let (width, height) = photo.dimensions();
