@@ -298,7 +298,10 @@ pub fn prepare(image: &RgbImage, pass: &Pass, tensor: &mut Vec<f32>) {
 }
 
 /// Turn a prepared input into the input of the photo's mirror image: each row of the scaled
-/// photo reversed in place (the border stays where it is, as `prepare` places it).
+/// photo reversed in place (the border stays where it is, as `prepare` places it). This is
+/// `prepare` of the mirrored photo but for a value on a rounding boundary now and then (the
+/// sample positions are mirror images in exact arithmetic, not quite in f32): mirrored poses
+/// agree to 0.01 degrees (engine/CALIBRATION.md).
 pub fn mirror_input(pass: &Pass, tensor: &mut [f32]) {
     let plane = pass.input_width * pass.input_height;
     for channel in tensor.chunks_exact_mut(plane) {
@@ -431,7 +434,7 @@ pub fn detect(session: &mut Session, image: &RgbImage) -> Result<Found, DetectEr
 
 /// Detect every face of `image` as [`detect`] does, and each again in its mirror image, the
 /// two averaged (YuNet's landmarks are not mirror-symmetric: averaged, a mirrored photo gets
-/// exactly the mirrored pose, box and confidence).
+/// the mirrored pose, box and confidence, to a resize rounding: see [`mirror_input`]).
 ///
 /// The mirror costs only detector runs: each pass's input is prepared once and reversed in
 /// place. It runs only the passes that found a face on the photo (at 1920x1080 a face the
@@ -708,7 +711,7 @@ mod tests {
             state ^= state << 13;
             state ^= state >> 17;
             state ^= state << 5;
-            let noise = (state % 64) as u32;
+            let noise = state % 64;
             image::Rgb([
                 ((x * 255 / width + noise) % 256) as u8,
                 ((y * 255 / height + noise / 2) % 256) as u8,

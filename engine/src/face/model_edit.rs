@@ -196,7 +196,7 @@ fn float_values(tensor: &[u8]) -> Result<Option<Vec<f32>>, EditError> {
     let mut values = Vec::new();
     let mut is_float = false;
     let le = |bytes: &[u8]| -> Result<Vec<f32>, EditError> {
-        if bytes.len() % 4 != 0 {
+        if !bytes.len().is_multiple_of(4) {
             return Err(EditError::Truncated);
         }
         Ok(bytes
