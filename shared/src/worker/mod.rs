@@ -33,8 +33,8 @@ use deleter::Deleter;
 #[derive(clap::Args, Clone, Debug)]
 pub struct WorkerSettings {
     /// Messages this process handles at the same time, per queue. Handlers mostly wait (on S3,
-    /// DynamoDB, the face service), so 8 keep a local engine busy: `facegate bench pipeline`
-    /// measured 12 registrations/s with 4 and 33 with 8 (16: no more).
+    /// DynamoDB, the face service), so it takes more than the face service's own concurrency
+    /// to keep it busy (`facegate bench pipeline` measures 1, 4, 8 and 16).
     #[arg(long, env = "FACEGATE_WORKER_MAX_IN_FLIGHT", default_value_t = 8)]
     pub max_in_flight: usize,
     /// Long-poll wait of one receive, in seconds (0-20).
