@@ -417,12 +417,15 @@ pub struct Symmetric {
 pub fn detect(session: &mut Session, image: &RgbImage) -> Result<Found, DetectError> {
     let (width, height) = image.dimensions();
     let all = passes(width, height);
-    INPUTS.with_borrow_mut(|inputs| {
-        inputs.resize_with(all.len(), Vec::new);
+    INPUTS.with_borrow_mut(|buffers| {
+        let mut inputs = Inputs::new(buffers, all.len());
         let mut seen = Vec::with_capacity(all.len());
-        for (pass, input) in all.iter().zip(inputs.iter_mut()) {
-            prepare(image, pass, input);
-            seen.push(Some(pass_faces(session, pass, input)?));
+        for pass in 0..all.len() {
+            let run = Run {
+                pass,
+                mirrored: false,
+            };
+            seen.push(Some(inputs.run(session, image, &all, run)?));
         }
         let (faces, _) = merge(&seen);
         Ok(Found {
@@ -430,6 +433,53 @@ pub fn detect(session: &mut Session, image: &RgbImage) -> Result<Found, DetectEr
             runs: all.len(),
         })
     })
+}
+
+/// One run of the detector: a pass over the photo, or over its mirror image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Run {
+    /// Index into the photo's [`passes`].
+    pass: usize,
+    mirrored: bool,
+}
+
+/// A thread's detector inputs, one buffer per pass, each prepared once per photo: the mirror
+/// run reverses it in place (and reverses it back for another photo run).
+struct Inputs<'a> {
+    buffers: &'a mut Vec<Vec<f32>>,
+    /// Per pass: not prepared yet for this photo, or prepared (and whether mirrored now).
+    holds: Vec<Option<bool>>,
+}
+
+impl<'a> Inputs<'a> {
+    fn new(buffers: &'a mut Vec<Vec<f32>>, passes: usize) -> Self {
+        buffers.resize_with(passes, Vec::new);
+        Self {
+            buffers,
+            holds: vec![None; passes],
+        }
+    }
+
+    /// The faces `run` finds, in the pixels of the photo or of its mirror.
+    fn run(
+        &mut self,
+        session: &mut Session,
+        image: &RgbImage,
+        all: &[Pass],
+        run: Run,
+    ) -> Result<Vec<Detection>, DetectError> {
+        let (pass, input) = (&all[run.pass], &mut self.buffers[run.pass]);
+        let holds = &mut self.holds[run.pass];
+        if holds.is_none() {
+            prepare(image, pass, input);
+            *holds = Some(false);
+        }
+        if *holds != Some(run.mirrored) {
+            mirror_input(pass, input);
+            *holds = Some(run.mirrored);
+        }
+        pass_faces(session, pass, input)
+    }
 }
 
 /// Detect every face of `image` as [`detect`] does, and each again in its mirror image, the
@@ -441,35 +491,97 @@ pub fn detect(session: &mut Session, image: &RgbImage) -> Result<Found, DetectEr
 /// letterbox found spares it the fine pass, the costliest), and the others only when that
 /// leaves a face unpaired: a face one pass found on the photo may be another pass's on the
 /// mirror. Nothing is found in the mirror of a photo with no face.
-pub fn detect_symmetric(session: &mut Session, image: &RgbImage) -> Result<Symmetric, DetectError> {
+///
+/// With a `helper` session (one was free: a core is idle), the photo's passes and the
+/// letterbox's mirror run (nearly every photo with a face needs it) are shared between this
+/// thread and another, by input size ([`share`]); the answer is the same as without it.
+pub fn detect_symmetric(
+    session: &mut Session,
+    helper: Option<&mut Session>,
+    image: &RgbImage,
+) -> Result<Symmetric, DetectError> {
     let (width, height) = image.dimensions();
     let all = passes(width, height);
-    INPUTS.with_borrow_mut(|inputs| {
-        inputs.resize_with(all.len(), Vec::new);
-        let mut photo = Vec::with_capacity(all.len());
-        for (pass, input) in all.iter().zip(inputs.iter_mut()) {
-            prepare(image, pass, input);
-            photo.push(Some(pass_faces(session, pass, input)?));
+    let n = all.len();
+    INPUTS.with_borrow_mut(|buffers| {
+        let mut inputs = Inputs::new(buffers, n);
+        let mut photo: Vec<Option<Vec<Detection>>> = vec![None; n];
+        let mut mirror: Vec<Option<Vec<Detection>>> = vec![None; n];
+        let mut runs = 0;
+        let seen = match helper {
+            None => (0..n)
+                .map(|pass| {
+                    let run = Run {
+                        pass,
+                        mirrored: false,
+                    };
+                    Ok((run, inputs.run(session, image, &all, run)?))
+                })
+                .collect::<Result<Vec<_>, DetectError>>()?,
+            Some(helper) => {
+                let (mine, theirs) = share(&all);
+                let (mine, theirs) = std::thread::scope(|scope| {
+                    let theirs = scope.spawn(|| {
+                        INPUTS.with_borrow_mut(|buffers| {
+                            let mut inputs = Inputs::new(buffers, n);
+                            theirs
+                                .iter()
+                                .map(|&run| Ok((run, inputs.run(helper, image, &all, run)?)))
+                                .collect::<Result<Vec<_>, DetectError>>()
+                        })
+                    });
+                    let mine = mine
+                        .iter()
+                        .map(|&run| Ok((run, inputs.run(session, image, &all, run)?)))
+                        .collect::<Result<Vec<_>, DetectError>>();
+                    let theirs = theirs
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    (mine, theirs)
+                });
+                let mut seen = mine?;
+                seen.extend(theirs?);
+                seen
+            }
+        };
+        for (run, faces) in seen {
+            runs += 1;
+            let slot = if run.mirrored {
+                &mut mirror
+            } else {
+                &mut photo
+            };
+            slot[run.pass] = Some(faces);
         }
+
         let (found, contributed) = merge(&photo);
         let mut result = Symmetric {
             faces: Vec::new(),
             photo: found,
-            runs: all.len(),
+            runs,
         };
         if result.photo.is_empty() {
             return Ok(result);
         }
-        let mut mirror: Vec<Option<Vec<Detection>>> = vec![None; all.len()];
         for everything in [false, true] {
-            for (i, (pass, input)) in all.iter().zip(inputs.iter_mut()).enumerate() {
-                if mirror[i].is_none() && (everything || contributed[i]) {
-                    mirror_input(pass, input);
-                    mirror[i] = Some(pass_faces(session, pass, input)?);
-                    result.runs += 1;
+            let wanted = |pass: usize| everything || contributed[pass];
+            for pass in 0..n {
+                if !wanted(pass) || mirror[pass].is_some() {
+                    continue;
                 }
+                let run = Run {
+                    pass,
+                    mirrored: true,
+                };
+                mirror[pass] = Some(inputs.run(session, image, &all, run)?);
+                result.runs += 1;
             }
-            let (seen_mirrored, _) = merge(&mirror);
+            // Only the wanted passes' mirror runs count, also where the helper ran another
+            // ahead of time: the answer must not depend on whether a helper was free.
+            let considered: Vec<Option<Vec<Detection>>> = (0..n)
+                .map(|pass| mirror[pass].clone().filter(|_| wanted(pass)))
+                .collect();
+            let (seen_mirrored, _) = merge(&considered);
             result.faces = super::measure::symmetrize(&result.photo, &seen_mirrored, width as f32);
             if result.faces.len() == result.photo.len() {
                 break;
@@ -477,6 +589,41 @@ pub fn detect_symmetric(session: &mut Session, image: &RgbImage) -> Result<Symme
         }
         Ok(result)
     })
+}
+
+/// The runs two threads share for a photo: every pass over the photo and the letterbox's
+/// mirror run, each to the thread with less input so far, largest first. Within a thread a
+/// pass's photo run comes before its mirror run (so its input is prepared once). For a
+/// 640x480 photo one thread runs the letterbox and the coarse pass, the other the letterbox's
+/// mirror; at 1920x1080 one runs the fine pass, the other the rest.
+fn share(all: &[Pass]) -> (Vec<Run>, Vec<Run>) {
+    let size = |run: &Run| all[run.pass].input_width * all[run.pass].input_height;
+    let mut runs: Vec<Run> = (0..all.len())
+        .map(|pass| Run {
+            pass,
+            mirrored: false,
+        })
+        .collect();
+    runs.push(Run {
+        pass: 0,
+        mirrored: true,
+    });
+    runs.sort_by_key(|run| std::cmp::Reverse(size(run)));
+    let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+    let (mut my_size, mut their_size) = (0, 0);
+    for run in runs {
+        if my_size <= their_size {
+            my_size += size(&run);
+            mine.push(run);
+        } else {
+            their_size += size(&run);
+            theirs.push(run);
+        }
+    }
+    for side in [&mut mine, &mut theirs] {
+        side.sort_by_key(|run| (run.pass, run.mirrored));
+    }
+    (mine, theirs)
 }
 
 /// The faces each pass found (`None`: not run), merged in pass order: an earlier pass wins

@@ -74,6 +74,8 @@ pub struct StageTimings {
     /// How many times YuNet ran: every pass on the photo, and on its mirror the passes that
     /// found a face (all of them only when that left a face unpaired).
     pub detector_runs: usize,
+    /// Threads the detector ran on: 2 when a second session was free (a core idle).
+    pub detector_threads: usize,
 }
 
 impl StageTimings {
@@ -266,8 +268,16 @@ impl FaceModels {
         let started = Instant::now();
         // Every face, seen on the photo and on its mirror, the two averaged: see
         // `detect::detect_symmetric` (and `measure::symmetrize` for why).
-        let seen = detect::detect_symmetric(&mut self.detector.acquire(), &photo)
-            .map_err(|e| ImageError::Model(e.to_string()))?;
+        let seen = {
+            let mut session = self.detector.acquire();
+            // A second session free right now means a core is idle: it takes a share of the
+            // detector runs. Under load none is free and the analysis keeps to one thread, so
+            // this never costs throughput (and the answer is the same either way).
+            let mut helper = self.detector.try_acquire();
+            timings.detector_threads = 1 + usize::from(helper.is_some());
+            detect::detect_symmetric(&mut session, helper.as_deref_mut(), &photo)
+                .map_err(|e| ImageError::Model(e.to_string()))?
+        };
         timings.detector_runs = seen.runs;
         let (detections, first_run) = (seen.faces, seen.photo);
         timings.detect = started.elapsed();
