@@ -565,15 +565,15 @@ pub fn detect_symmetric(
         }
         for everything in [false, true] {
             let wanted = |pass: usize| everything || contributed[pass];
-            for pass in 0..n {
-                if !wanted(pass) || mirror[pass].is_some() {
+            for (pass, seen) in mirror.iter_mut().enumerate() {
+                if !wanted(pass) || seen.is_some() {
                     continue;
                 }
                 let run = Run {
                     pass,
                     mirrored: true,
                 };
-                mirror[pass] = Some(inputs.run(session, image, &all, run)?);
+                *seen = Some(inputs.run(session, image, &all, run)?);
                 result.runs += 1;
             }
             // Only the wanted passes' mirror runs count, also where the helper ran another

@@ -2,14 +2,14 @@
 //! against their pinned sha256, and keep a small pool of sessions per model.
 //!
 //! `ort` (2.0.0-rc.15) runs a session through `&mut self`, so one session serves one image at a
-//! time. A [`SessionPool`] holds `workers` sessions behind mutexes: that makes the models
-//! `Send + Sync` and lets that many images be analysed at once. Each session gets one intra-op
-//! thread, because the engine parallelises across requests, not inside one inference. The
-//! sessions of a pool share one copy of their pre-packed weights.
+//! time. A [`SessionPool`] lends `workers` sessions out: that makes the models `Send + Sync` and
+//! lets that many images be analysed at once. Each session gets one intra-op thread, because
+//! the engine parallelises across requests and, when a session is free, across the detector
+//! runs of one image (`detect::detect_symmetric`), not inside one inference. The sessions of a
+//! pool share one copy of their pre-packed weights.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use ort::environment::Environment;
 use ort::ep::CPU;
@@ -121,11 +121,23 @@ pub(crate) fn read_checked(models_dir: &Path, model: &ModelFile) -> Result<Vec<u
     Ok(bytes)
 }
 
-/// `count` identical sessions of one model, each usable by one thread at a time.
-pub(crate) struct SessionPool {
-    sessions: Vec<Mutex<Session>>,
-    /// Where the next caller starts looking, so waiting callers spread over the sessions.
-    next: AtomicUsize,
+/// `count` identical sessions of one model, each lent to one thread at a time. Any free
+/// session serves any caller, so a caller waits only while every session is lent (a mutex per
+/// session, waited on by whoever picked it, left one session idle while callers queued on the
+/// other).
+pub(crate) type SessionPool = Pool<Session>;
+
+/// Items lent to one thread at a time (generic so that its waiting is tested without models).
+pub(crate) struct Pool<T> {
+    free: Mutex<Vec<T>>,
+    returned: Condvar,
+    count: usize,
+}
+
+/// An item lent by a [`Pool`], back in the pool when dropped (a panic included).
+pub(crate) struct Lent<'a, T> {
+    pool: &'a Pool<T>,
+    item: Option<T>,
 }
 
 impl SessionPool {
@@ -158,41 +170,79 @@ impl SessionPool {
                     .with_log_level(LogLevel::Error)
                     .map_err(|e| fail(&e))?
                     .commit_from_memory(bytes)
-                    .map(Mutex::new)
                     .map_err(|e| fail(&e))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            sessions,
-            next: AtomicUsize::new(0),
-        })
+        Ok(Pool::of(sessions))
+    }
+}
+
+impl<T> Pool<T> {
+    pub fn of(items: Vec<T>) -> Self {
+        Self {
+            count: items.len(),
+            free: Mutex::new(items),
+            returned: Condvar::new(),
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.sessions.len()
+        self.count
     }
 
-    /// A free session, if one is free right now.
-    pub fn try_acquire(&self) -> Option<MutexGuard<'_, Session>> {
-        self.sessions
-            .iter()
-            .find_map(|session| session.try_lock().ok())
+    /// The free items. A panic while the list was held cannot leave it half-written (a push
+    /// or a pop), so a poisoned lock is still usable.
+    fn free(&self) -> MutexGuard<'_, Vec<T>> {
+        self.free.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A free session if there is one, otherwise wait for one (round robin).
-    pub fn acquire(&self) -> MutexGuard<'_, Session> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let n = self.sessions.len();
-        for offset in 0..n {
-            if let Ok(session) = self.sessions[(start + offset) % n].try_lock() {
-                return session;
+    /// A free item, if one is free right now.
+    pub fn try_acquire(&self) -> Option<Lent<'_, T>> {
+        let item = self.free().pop()?;
+        Some(Lent {
+            pool: self,
+            item: Some(item),
+        })
+    }
+
+    /// A free item, waiting for one if every item is lent.
+    pub fn acquire(&self) -> Lent<'_, T> {
+        let mut free = self.free();
+        loop {
+            if let Some(item) = free.pop() {
+                return Lent {
+                    pool: self,
+                    item: Some(item),
+                };
             }
+            free = self
+                .returned
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
         }
-        // A panic while a session was held cannot leave ONNX Runtime's state half-written in a
-        // way we could observe, so a poisoned session is still usable.
-        self.sessions[start % n]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<T> std::ops::Deref for Lent<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // Taken only in `drop`.
+        self.item.as_ref().expect("a lent item")
+    }
+}
+
+impl<T> std::ops::DerefMut for Lent<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.item.as_mut().expect("a lent item")
+    }
+}
+
+impl<T> Drop for Lent<'_, T> {
+    fn drop(&mut self) {
+        if let Some(item) = self.item.take() {
+            self.pool.free().push(item);
+            self.pool.returned.notify_one();
+        }
     }
 }
 
@@ -215,6 +265,29 @@ mod tests {
         let err = read_checked(&dir, &DETECTOR_FILE).unwrap_err();
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(err.to_string().contains("sha256"), "{err}");
+    }
+
+    #[test]
+    fn any_returned_item_serves_a_waiting_caller() {
+        let pool = Pool::of(vec![1, 2]);
+        let (first, second) = (pool.acquire(), pool.acquire());
+        assert!(pool.try_acquire().is_none(), "both are lent");
+        std::thread::scope(|scope| {
+            let waiting = scope.spawn(|| *pool.acquire());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(!waiting.is_finished(), "it waits while every item is lent");
+            // Whichever is returned serves it (not only the one it first looked at).
+            let returned = *second;
+            drop(second);
+            assert_eq!(waiting.join().unwrap(), returned);
+        });
+        drop(first);
+        assert_eq!(pool.len(), 2);
+        let both: Vec<_> = [pool.try_acquire(), pool.try_acquire()]
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(both.len(), 2, "every item came back");
     }
 
     #[test]
