@@ -135,12 +135,25 @@ async fn failures_are_counted_once_lock_the_user_and_raise_alerts_once() {
         1
     );
 
+    // The same failure published twice is counted once too: a Publish whose answer was lost
+    // (the emulator restarting, the verifier killed after SNS took it) is made again, and SNS
+    // delivers two messages, with two message ids, carrying one event.
+    let topic = stack.topic_arn(Topic::AuthEvents).to_string();
+    events::publish(&stack.clients.sns, &topic, &first)
+        .await
+        .unwrap();
+    common::eventually("the second publish handled", Duration::from_secs(30), idle).await;
+    assert_eq!(
+        failures_counted(&stack, "user#erin").await,
+        1,
+        "one failure published twice is one failure"
+    );
+
     // A success published on the topic never reaches the worker (filter policy).
     let success = AuthEvent {
         outcome: AuthOutcome::Success,
         ..failure("erin")
     };
-    let topic = stack.topic_arn(Topic::AuthEvents).to_string();
     events::publish(&stack.clients.sns, &topic, &success)
         .await
         .unwrap();
