@@ -2,7 +2,9 @@
 //! security alerts.
 //!
 //! For each failed `AuthEvent` from the `alerts` queue (an SNS envelope; the subscription's
-//! filter policy lets failures only through):
+//! filter policy lets failures only through) that the person caused (a refusal because the
+//! face service or a store failed is the stack's fault, and counts against nobody: an outage
+//! must not lock out the users who keep trying through it):
 //! 1. count it once against `user#<id>` and `source#<address>` ([`windows`]: bucketed
 //!    counters, idempotent on the event's own id: a redelivered message and an event
 //!    published twice, as two SNS messages, after its Publish answer was lost, count once);
@@ -188,6 +190,12 @@ impl FailureAlerts {
     }
 
     async fn on_failure(&self, event: &AuthEvent) -> Result<(), AlertError> {
+        if let AuthOutcome::Failure { reason } = event.outcome
+            && reason.is_the_stacks_fault()
+        {
+            tracing::info!(user = %event.user_id, ?reason, "a refusal the stack caused: counted against nobody");
+            return Ok(());
+        }
         let user = Subject::User(event.user_id.clone());
         let source = event.source.map(Subject::Source);
         let failed_check = matches!(event.outcome,
