@@ -1,13 +1,18 @@
-//! The face engine SIGKILLed in the middle of IndexFaces and of DeleteFaces: after it wrote
-//! the change to its collection log (fsync) and before its answer reached the worker. The
-//! registration pipeline must still end with one face per ACTIVE registration and no face
-//! without its registration, and the engine must come back with what it had written.
+//! The face engine dying under the registration pipeline. Two properties:
+//!
+//! - SIGKILLed in the middle of IndexFaces and of DeleteFaces, after it wrote the change to its
+//!   collection log (fsync) and before its answer reached the worker, the pipeline still ends
+//!   with one face per ACTIVE registration and no face without its registration, and the engine
+//!   comes back with what it had written;
+//! - out of reach through a registration's last delivery, so that the worker marks it FAILED
+//!   but cannot delete its face (the same state as a worker killed between the two), the face
+//!   is deleted by the dead-letter sweep once the engine is back.
 //!
 //! A crash proxy stands between the workers and a `facegate engine` process: it forwards every
-//! call, and for the one operation it is armed for it reads the engine's whole answer (the
-//! change is on disk by then), SIGKILLs the engine, drops the worker's connection without an
-//! answer, and starts the engine again on the same address and data folder. The indexer and
-//! dedup-search run as real processes against the proxy.
+//! call; armed for an operation, it reads the engine's whole answer (the change is on disk by
+//! then), SIGKILLs the engine, drops the worker's connection without an answer, and starts the
+//! engine again on the same address and data folder; told to, it refuses calls as an
+//! unreachable service would. The indexer and dedup-search run as real processes against it.
 //!
 //! Needs the emulator (`scripts/stack.sh start`; `AWS_ENDPOINT_URL` if it is not on 4566) and
 //! `scripts/setup.sh` (models, ONNX Runtime).
@@ -20,10 +25,12 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_sdk_sqs::types::QueueAttributeName;
 use bytes::Bytes;
 use common::pipeline::{fixture, workspace_root};
 use common::{TestStack, eventually};
 use facegate_shared::aws::AwsSettings;
+use facegate_shared::config::Queue;
 use facegate_shared::ids::UploadId;
 use facegate_shared::registration::{RegistrationRecord, RegistrationState};
 use facegate_shared::tables::registrations;
@@ -109,11 +116,28 @@ struct Crash {
     lost_answer: serde_json::Value,
 }
 
-/// Forwards Rekognition calls to the engine; crashes it once on the armed operation.
+/// What the proxy does to the calls it forwards.
+#[derive(Debug, Default)]
+struct Rules {
+    /// Crash the engine once on this operation's answer.
+    armed: Option<&'static str>,
+    /// After that crash, refuse every call (the face service stays out of reach).
+    down_after_crash: bool,
+    /// Refuse these operations (`"*"`: all), as an unreachable face service would.
+    refused: Vec<&'static str>,
+    crashes: Vec<Crash>,
+}
+
+impl Rules {
+    fn refuses(&self, operation: &str) -> bool {
+        self.refused.iter().any(|r| *r == "*" || *r == operation)
+    }
+}
+
+/// Forwards Rekognition calls to the engine, by its [`Rules`].
 struct CrashProxy {
     addr: SocketAddr,
-    armed: Arc<Mutex<Option<&'static str>>>,
-    crashes: Arc<Mutex<Vec<Crash>>>,
+    rules: Arc<Mutex<Rules>>,
 }
 
 impl CrashProxy {
@@ -122,19 +146,22 @@ impl CrashProxy {
             .await
             .expect("the proxy binds");
         let addr = listener.local_addr().expect("the proxy's address");
-        let armed: Arc<Mutex<Option<&'static str>>> = Arc::default();
-        let crashes: Arc<Mutex<Vec<Crash>>> = Arc::default();
+        let rules: Arc<Mutex<Rules>> = Arc::default();
         let client: Client<HttpConnector, Full<Bytes>> =
             Client::builder(TokioExecutor::new()).build_http();
         let upstream = engine.lock().await.url();
-        let state = (armed.clone(), crashes.clone());
+        let shared = rules.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (client, engine, upstream) = (client.clone(), engine.clone(), upstream.clone());
-                let (armed, crashes) = state.clone();
+                let (client, engine, upstream, rules) = (
+                    client.clone(),
+                    engine.clone(),
+                    upstream.clone(),
+                    shared.clone(),
+                );
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
                         forward(
@@ -142,8 +169,7 @@ impl CrashProxy {
                             client.clone(),
                             upstream.clone(),
                             engine.clone(),
-                            armed.clone(),
-                            crashes.clone(),
+                            rules.clone(),
                         )
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -152,23 +178,23 @@ impl CrashProxy {
                 });
             }
         });
-        CrashProxy {
-            addr,
-            armed,
-            crashes,
-        }
+        CrashProxy { addr, rules }
     }
 
     fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
+    fn rules(&self) -> std::sync::MutexGuard<'_, Rules> {
+        self.rules.lock().unwrap()
+    }
+
     fn arm(&self, operation: &'static str) {
-        *self.armed.lock().unwrap() = Some(operation);
+        self.rules().armed = Some(operation);
     }
 
     fn crashes(&self) -> Vec<Crash> {
-        self.crashes.lock().unwrap().clone()
+        self.rules().crashes.clone()
     }
 }
 
@@ -178,8 +204,7 @@ async fn forward(
     client: Client<HttpConnector, Full<Bytes>>,
     upstream: String,
     engine: Arc<tokio::sync::Mutex<Engine>>,
-    armed: Arc<Mutex<Option<&'static str>>>,
-    crashes: Arc<Mutex<Vec<Crash>>>,
+    rules: Arc<Mutex<Rules>>,
 ) -> Result<Response<Full<Bytes>>, String> {
     let operation = request
         .headers()
@@ -188,6 +213,9 @@ async fn forward(
         .and_then(|t| t.strip_prefix("RekognitionService."))
         .unwrap_or_default()
         .to_string();
+    if rules.lock().unwrap().refuses(&operation) {
+        return Err(format!("{operation}: the face service is out of reach"));
+    }
     let (mut parts, body) = request.into_parts();
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
     // The Host header stays the proxy's: the request is signed with it (SigV4).
@@ -204,10 +232,17 @@ async fn forward(
     let (parts, body) = answer.into_parts();
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
     let crash_now = {
-        let mut armed = armed.lock().unwrap();
-        let hit = armed.as_deref() == Some(operation.as_str()) && parts.status.is_success();
+        let mut rules = rules.lock().unwrap();
+        let hit = rules.armed == Some(operation.as_str()) && parts.status.is_success();
         if hit {
-            *armed = None;
+            rules.armed = None;
+            rules.crashes.push(Crash {
+                operation: operation.clone(),
+                lost_answer: serde_json::from_slice(&body).unwrap_or_default(),
+            });
+            if rules.down_after_crash {
+                rules.refused = vec!["*"];
+            }
         }
         hit
     };
@@ -216,18 +251,21 @@ async fn forward(
     }
     // The engine answered, so the change is in its log; it dies before the answer is out.
     engine.lock().await.kill().await;
-    crashes.lock().unwrap().push(Crash {
-        operation: operation.clone(),
-        lost_answer: serde_json::from_slice(&body).unwrap_or_default(),
-    });
     tokio::spawn(async move { engine.lock().await.run().await });
     Err(format!(
         "{operation}: the engine was SIGKILLed before it answered"
     ))
 }
 
-/// `facegate indexer` or `dedup` against the stack, calling the face service through `proxy`.
-fn spawn_role(test: &TestStack, role: &str, proxy: &str, log: &Path) -> Child {
+/// `facegate indexer` or `dedup` against the stack, calling the face service at `face_service`
+/// (the proxy, the engine, or nothing), with `extra` settings.
+fn spawn_role(
+    test: &TestStack,
+    role: &str,
+    face_service: &str,
+    extra: &[(&str, &str)],
+    log: &Path,
+) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -238,7 +276,7 @@ fn spawn_role(test: &TestStack, role: &str, proxy: &str, log: &Path) -> Child {
         .env("FACEGATE_PREFIX", test.prefix.as_str())
         .env("FACEGATE_ENV", "local")
         .env("FACEGATE_LOG_FORMAT", "json")
-        .env("AWS_ENDPOINT_URL_REKOGNITION", proxy)
+        .env("AWS_ENDPOINT_URL_REKOGNITION", face_service)
         .env("FACEGATE_OPS_LISTEN", "127.0.0.1:0")
         .env("FACEGATE_WORKER_WAIT_SECS", "1")
         .env("FACEGATE_WORKER_VISIBILITY_SECS", "5")
@@ -248,6 +286,7 @@ fn spawn_role(test: &TestStack, role: &str, proxy: &str, log: &Path) -> Child {
         .env("FACEGATE_WORKER_DRAIN_SECS", "2")
         .env_remove("FACEGATE_BUCKET")
         .env_remove("FACEGATE_MAX_RECEIVE_COUNT")
+        .envs(extra.iter().copied())
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log handle"))
         .stderr(log)
@@ -318,6 +357,33 @@ async fn in_state(
     .await
 }
 
+/// Waits until `queue`'s message is in its dead-letter queue.
+async fn dead_lettered(test: &TestStack, queue: Queue) {
+    let url = test.queue_url(&test.names.dlq(queue)).await;
+    eventually(
+        "the message dead-lettered",
+        Duration::from_secs(60),
+        || async {
+            let attributes = test
+                .clients
+                .sqs
+                .get_queue_attributes()
+                .queue_url(&url)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+                .send()
+                .await
+                .ok()?
+                .attributes?;
+            let visible: u64 = attributes
+                .get(&QueueAttributeName::ApproximateNumberOfMessages)?
+                .parse()
+                .ok()?;
+            (visible > 0).then_some(())
+        },
+    )
+    .await;
+}
+
 async fn upload(test: &TestStack, user: &str, photo: &str) -> UploadId {
     let upload = UploadId::random();
     test.clients
@@ -358,8 +424,14 @@ async fn an_engine_killed_after_writing_but_before_answering_leaves_one_face_per
     let proxy = CrashProxy::start(engine.clone()).await;
     let logs = data_dir.with_extension("roles");
     std::fs::create_dir_all(&logs).expect("the roles' log folder");
-    let _indexer = spawn_role(&test, "indexer", &proxy.url(), &logs.join("indexer.log"));
-    let _dedup = spawn_role(&test, "dedup", &proxy.url(), &logs.join("dedup.log"));
+    let _indexer = spawn_role(
+        &test,
+        "indexer",
+        &proxy.url(),
+        &[],
+        &logs.join("indexer.log"),
+    );
+    let _dedup = spawn_role(&test, "dedup", &proxy.url(), &[], &logs.join("dedup.log"));
 
     // IndexFaces: the face is written, the engine dies, the indexer never hears of it.
     proxy.arm("IndexFaces");
@@ -409,6 +481,140 @@ async fn an_engine_killed_after_writing_but_before_answering_leaves_one_face_per
         serde_json::json!([lost_face]),
         "the lost answer deleted the old face"
     );
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let _ = std::fs::remove_dir_all(&logs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_failed_while_the_engine_was_down_loses_its_faces_once_it_is_back() {
+    // A registration whose last delivery finds the face service out of reach is marked FAILED,
+    // and its face cannot be deleted then (the same state as a worker SIGKILLed between the
+    // two). Once the face service is back, the dead-letter sweep must delete it.
+    let test = TestStack::new().await;
+    let two_deliveries = [("FACEGATE_MAX_RECEIVE_COUNT", "2")];
+    let provisioned = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(["provision", "--skip-collection", "--skip-user-pool"])
+        .env("FACEGATE_PREFIX", test.prefix.as_str())
+        .env("FACEGATE_ENV", "local")
+        .env_remove("FACEGATE_BUCKET")
+        .envs(two_deliveries)
+        .output()
+        .await
+        .expect("facegate provision runs");
+    assert!(
+        provisioned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&provisioned.stderr)
+    );
+    let data_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("engine-down-{}", uuid::Uuid::new_v4().simple()));
+    let engine = Engine::start(&data_dir).await;
+    let rekognition = AwsSettings {
+        endpoint_url_rekognition: Some(engine.url()),
+        ..AwsSettings::local()
+    }
+    .clients()
+    .await
+    .rekognition;
+    let collection = test.names.collection();
+    rekognition
+        .create_collection()
+        .collection_id(&collection)
+        .send()
+        .await
+        .expect("CreateCollection on the engine");
+    let proxy = CrashProxy::start(Arc::new(tokio::sync::Mutex::new(engine))).await;
+    let logs = data_dir.with_extension("roles");
+    std::fs::create_dir_all(&logs).expect("the roles' log folder");
+    let settings = [
+        two_deliveries[0],
+        ("FACEGATE_INDEXER_DEAD_LETTER_SWEEP_SECS", "1"),
+        ("FACEGATE_DEDUP_DEAD_LETTER_SWEEP_SECS", "1"),
+    ];
+    let _indexer = spawn_role(
+        &test,
+        "indexer",
+        &proxy.url(),
+        &settings,
+        &logs.join("indexer.log"),
+    );
+    let _dedup = spawn_role(
+        &test,
+        "dedup",
+        &proxy.url(),
+        &settings,
+        &logs.join("dedup.log"),
+    );
+
+    // The indexer: IndexFaces wrote the face and its answer was lost, then the face service
+    // stayed out of reach through the last delivery. The face is in no record.
+    {
+        let mut rules = proxy.rules();
+        rules.armed = Some("IndexFaces");
+        rules.down_after_crash = true;
+    }
+    let bea = upload(&test, "bea", "grace_hopper_1.jpg").await;
+    in_state(&test, "bea", &bea, |s| {
+        matches!(s, RegistrationState::Failed { .. })
+    })
+    .await;
+    assert_eq!(
+        proxy.crashes().len(),
+        1,
+        "the engine was killed under IndexFaces"
+    );
+    assert_eq!(
+        faces(&rekognition, &collection).await.len(),
+        1,
+        "a face left behind"
+    );
+    // The last delivery is over (and every retry inside it) once the message is dead-lettered.
+    dead_lettered(&test, Queue::Uploads).await;
+    assert_eq!(
+        faces(&rekognition, &collection).await.len(),
+        1,
+        "still there"
+    );
+    proxy.rules().refused.clear();
+    eventually(
+        "the FAILED upload's unrecorded face deleted",
+        Duration::from_secs(60),
+        || async {
+            faces(&rekognition, &collection)
+                .await
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Dedup-search: the face is indexed and recorded, then SearchFaces and DeleteFaces are out
+    // of reach through the last delivery.
+    proxy.rules().refused = vec!["SearchFaces", "DeleteFaces"];
+    let cy = upload(&test, "cy", "kit_harington_1.jpg").await;
+    let failed = in_state(&test, "cy", &cy, |s| {
+        matches!(s, RegistrationState::Failed { .. })
+    })
+    .await;
+    let face = failed.face_id.expect("the indexer recorded the face");
+    dead_lettered(&test, Queue::Dedup).await;
+    assert_eq!(
+        faces(&rekognition, &collection).await,
+        vec![(face, cy.to_string())],
+        "the face is still there: dedup could not delete it"
+    );
+    proxy.rules().refused.clear();
+    eventually(
+        "the FAILED registration's face deleted",
+        Duration::from_secs(60),
+        || async {
+            faces(&rekognition, &collection)
+                .await
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
     let _ = std::fs::remove_dir_all(&data_dir);
     let _ = std::fs::remove_dir_all(&logs);
 }
