@@ -477,6 +477,16 @@ async fn run(args: SoakArgs) -> Result<Report, SoakError> {
         attempts.len(),
         signin_wall,
     );
+    let door = |channel: signins::Channel| {
+        let samples: Vec<Duration> = attempts
+            .iter()
+            .filter(|a| a.channel == channel)
+            .map(|a| a.sequence)
+            .collect();
+        Flow::new(samples.clone(), samples.len(), signin_wall)
+    };
+    let (pool_sign_ins, http_sign_ins) =
+        (door(signins::Channel::Pool), door(signins::Channel::Http));
     let verify_samples: Vec<Duration> = attempts.iter().filter_map(|a| a.verify).collect();
     let verifies = Flow::new(verify_samples.clone(), verify_samples.len(), signin_wall);
     let targets = cast
@@ -509,6 +519,8 @@ async fn run(args: SoakArgs) -> Result<Report, SoakError> {
         registrations: registration_flow,
         uploads,
         sign_ins,
+        pool_sign_ins,
+        http_sign_ins,
         verifies,
         attempts,
         genuine_refusals,

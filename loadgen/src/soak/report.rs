@@ -51,8 +51,10 @@ pub struct Report {
     /// Upload to final: the rate over every registration; latency upload -> ACTIVE.
     pub registrations: Flow,
     pub uploads: Vec<Upload>,
-    /// The whole Cognito sequence per attempt.
+    /// The whole sequence per attempt, both doors, and each door on its own.
     pub sign_ins: Flow,
+    pub pool_sign_ins: Flow,
+    pub http_sign_ins: Flow,
     /// The Verify call alone.
     pub verifies: Flow,
     pub attempts: Vec<Attempt>,
@@ -134,12 +136,20 @@ impl fmt::Display for Report {
             &self.registrations,
             true,
         )?;
-        row(f, "sign-ins (Define..Define)", &self.sign_ins, true)?;
-        row(f, "  Verify call alone", &self.verifies, false)?;
+        row(f, "sign-ins, both doors", &self.sign_ins, true)?;
+        row(
+            f,
+            "  pool: InitiateAuth..tokens",
+            &self.pool_sign_ins,
+            false,
+        )?;
+        row(f, "  HTTP: Define..Define", &self.http_sign_ins, false)?;
+        row(f, "    Verify call alone", &self.verifies, false)?;
         writeln!(
             f,
             "(registrations/s: every upload to the last final state; latency: end of PutObject \
-             to the ACTIVE record's updated_at)"
+             to the ACTIVE record's updated_at, the uploads all made at the start, so it includes \
+             the backlog; a sign-in's latency is its last start to its end)"
         )?;
         writeln!(f)?;
         for (channel, door) in [
