@@ -9,7 +9,9 @@ mod common;
 use common::{models, workspace_root};
 use std::path::PathBuf;
 
-use facegate_engine::face::{self, ImageAnalysis, ImageError, calibration, similarity};
+use facegate_engine::face::{
+    self, FaceModels, ImageAnalysis, ImageError, ModelSettings, calibration, similarity,
+};
 use image::{DynamicImage, GenericImageView, ImageEncoder, RgbImage};
 
 fn fixtures() -> PathBuf {
@@ -331,6 +333,60 @@ fn several_threads_can_analyse_at_once() {
             assert_eq!(handle.join().unwrap(), expected);
         }
     });
+}
+
+/// The detector takes a second core when one is free (a second session is idle): that must
+/// change how fast an answer comes, never the answer. One engine with a single session (always
+/// one thread) against one with two that nothing else uses (always two), on every labelled
+/// photo, its mirror and a group of small faces.
+#[test]
+fn an_idle_core_changes_the_speed_not_the_answer() {
+    let load = |workers| {
+        let root = workspace_root();
+        FaceModels::load(&ModelSettings {
+            models_dir: root.join(".facegate/models"),
+            ort_dylib_path: face::find_onnxruntime(&root),
+            workers,
+        })
+        .unwrap()
+    };
+    let (alone, helped) = (load(1), load(2));
+    let mut photos: Vec<Vec<u8>> = fixture_names().iter().map(|n| photo(n)).collect();
+    // Four people 200 px tall in a 1920x1080 frame: faces only the fine pass finds, so the
+    // mirror runs it too.
+    let mut group = RgbImage::from_pixel(1920, 1080, image::Rgb([120, 120, 120]));
+    for (i, name) in fixture_names().iter().take(4).enumerate() {
+        let person = image::load_from_memory(&photo(name))
+            .unwrap()
+            .resize(400, 200, image::imageops::FilterType::Triangle)
+            .to_rgb8();
+        image::imageops::overlay(
+            &mut group,
+            &person,
+            100 + 450 * i as i64,
+            300 + 200 * (i % 2) as i64,
+        );
+    }
+    photos.push(jpeg(&DynamicImage::ImageRgb8(group)));
+    for bytes in &photos {
+        let (one, one_timings) = alone.analyze_timed(bytes).unwrap();
+        let (two, two_timings) = helped.analyze_timed(bytes).unwrap();
+        assert_eq!(
+            (one_timings.detector_threads, two_timings.detector_threads),
+            (1, 2)
+        );
+        assert_eq!(one.faces.len(), two.faces.len());
+        for (a, b) in one.faces.iter().zip(&two.faces) {
+            assert_eq!(a.bounding_box, b.bounding_box);
+            assert_eq!(a.landmarks, b.landmarks);
+            assert_eq!(a.pose, b.pose);
+            assert_eq!(a.confidence, b.confidence);
+            assert_eq!(a.embedding, b.embedding);
+        }
+        assert!(two_timings.detector_runs >= one_timings.detector_runs);
+    }
+    let group = alone.analyze(photos.last().unwrap()).unwrap();
+    assert_eq!(group.faces.len(), 4, "the group's small faces");
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! `facegate bench pipeline`: the registration pipeline's throughput and latency, and the
 //! worker runtime's own overhead, on whatever stack and face engine the AWS settings point at.
 //!
-//! - **Pipeline**: for each number of handlers in flight (1, 2, 4 by default), a fresh set of
-//!   users each uploads one registration photo (variants of the photos folder) at once; the
+//! - **Pipeline**: for each number of handlers in flight (1, 4, 8, 16 by default), a fresh set
+//!   of users each uploads one registration photo (variants of the photos folder, each made new
+//!   bytes so the engine analyses every upload) at once; the
 //!   indexer and dedup-search run in this process. Registrations per second (all uploads to
 //!   the last ACTIVE) and upload-to-ACTIVE latency (p50, p99; from the end of the PutObject to
 //!   the record's `updated_at`). Dedup runs with policy `flag`, so that registrations of the
@@ -61,11 +62,11 @@ pub struct BenchPipelineArgs {
     #[arg(
         long,
         env = "FACEGATE_BENCH_PIPELINE_REGISTRATIONS",
-        default_value_t = 40
+        default_value_t = 100
     )]
     pub registrations: usize,
     /// Handlers in flight per role; one pipeline run each.
-    #[arg(long, env = "FACEGATE_BENCH_PIPELINE_IN_FLIGHT", value_delimiter = ',', default_values_t = [1, 2, 4])]
+    #[arg(long, env = "FACEGATE_BENCH_PIPELINE_IN_FLIGHT", value_delimiter = ',', default_values_t = [1, 4, 8, 16])]
     pub in_flight: Vec<usize>,
     /// Runs of each measurement; the median is reported.
     #[arg(long, env = "FACEGATE_BENCH_PIPELINE_REPEATS", default_value_t = 3)]
@@ -261,10 +262,13 @@ async fn pipeline_run(
         .map(|i| {
             let user = UserId::parse(format!("bench-{in_flight}-{repeat}-{i}"))
                 .map_err(|e| BenchError::Run(e.to_string()))?;
+            // New bytes every time: a run must not meet the engine's cache of an earlier
+            // run's analyses of the same variant.
+            let photo = variant(&photos[i % photos.len()].image, i / photos.len());
             Ok((
                 user,
                 UploadId::random(),
-                variant(&photos[i % photos.len()].image, i / photos.len()),
+                crate::client::fresh_copy(&photo).to_vec(),
             ))
         })
         .collect::<Result<_, BenchError>>()?;

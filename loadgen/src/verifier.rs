@@ -3,6 +3,10 @@
 //! engine, split into S3, face work and DynamoDB/SNS (from the `Server-Timing` header each
 //! Verify answer carries), and the resident memory of the process, which runs the verifier.
 //!
+//! Each level runs three answers: the selfie photo as given (`--bench-selfie`, 1200x626 by
+//! default), the same face as the sign-in page sends it (a 640x480 JPEG: its camera size), and
+//! three liveness frames of the head-turn clip (640x360).
+//!
 //! It registers a throw-away user directly (IndexFaces plus the records the pipeline would
 //! write), prepares one challenge per Verify (Create, then a real PUT of the selfie to the
 //! presigned URL: not timed), then times only the `POST /cognito/verify` calls. The user is
@@ -15,6 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_rekognition::error::DisplayErrorContext;
 use aws_sdk_rekognition::primitives::Blob;
 use aws_sdk_rekognition::types::Image;
 use bytes::Bytes;
@@ -76,11 +81,31 @@ fn setup(e: impl fmt::Display) -> BenchError {
     BenchError::Setup(e.to_string())
 }
 
+/// What each Verify of a level answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// `--bench-selfie` as it is (a photo, 1200x626 by default).
+    Photo,
+    /// The same face as the sign-in page sends it: a 640x480 JPEG of the camera.
+    Page,
+    /// Three liveness frames (640x360, the head-turn clip).
+    Frames,
+}
+
+impl Answer {
+    fn label(self) -> &'static str {
+        match self {
+            Answer::Photo => "photo",
+            Answer::Page => "640x480",
+            Answer::Frames => "3 frames",
+        }
+    }
+}
+
 /// Latency figures of one concurrency level, in milliseconds.
 #[derive(Debug, Clone)]
 pub struct LevelReport {
-    /// Three liveness frames per Verify (else one selfie).
-    pub liveness: bool,
+    pub answer: Answer,
     pub concurrency: usize,
     pub requests: usize,
     pub accepted: usize,
@@ -110,7 +135,7 @@ impl fmt::Display for BenchReport {
             writeln!(
                 f,
                 "{:<8}  {:>7}  {:>8}  {:>8}  {:>6.1}  {:>6.1}  {:>10.2}  {:>5.1}  {:>7.1}  {:>15.1}",
-                if l.liveness { "3 frames" } else { "selfie" },
+                l.answer.label(),
                 l.concurrency,
                 l.requests,
                 l.accepted,
@@ -122,15 +147,15 @@ impl fmt::Display for BenchReport {
                 l.store_ms
             )?;
         }
-        for live in self.levels.iter().filter(|l| l.liveness) {
+        for live in self.levels.iter().filter(|l| l.answer == Answer::Frames) {
             if let Some(selfie) = self
                 .levels
                 .iter()
-                .find(|l| !l.liveness && l.concurrency == live.concurrency)
+                .find(|l| l.answer == Answer::Page && l.concurrency == live.concurrency)
             {
                 writeln!(
                     f,
-                    "{} client(s): 3 frames / selfie p50 {:.2}x, p99 {:.2}x",
+                    "{} client(s): 3 frames / one 640x480 selfie p50 {:.2}x, p99 {:.2}x",
                     live.concurrency,
                     live.p50_ms / selfie.p50_ms.max(f64::EPSILON),
                     live.p99_ms / selfie.p99_ms.max(f64::EPSILON)
@@ -162,6 +187,7 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
     let registration = read(&args.bench_registration_photo)?;
     let selfie = Bytes::from(read(&args.bench_selfie)?);
     let stack = Stack::connect(&args.stack).await.map_err(setup)?;
+    let page_selfie = page_capture(&stack, &selfie).await?;
     let limiter = Arc::new(FaceServiceLimiter::new(&args.face));
     let token = uuid::Uuid::new_v4().simple().to_string();
     let shutdown = CancellationToken::new();
@@ -220,17 +246,19 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
     let mut levels = Vec::new();
     for &concurrency in &args.bench_concurrency {
         let concurrency = concurrency.max(1);
-        let mut selfie_users = [(user.clone(), None)];
-        levels.push(
-            level(
+        for (answer, picture) in [(Answer::Photo, &selfie), (Answer::Page, &page_selfie)] {
+            let mut selfie_users = [(user.clone(), None)];
+            let mut report = level(
                 &client,
                 &mut selfie_users,
-                &selfie,
+                picture,
                 concurrency,
                 args.bench_requests,
             )
-            .await?,
-        );
+            .await?;
+            report.answer = answer;
+            levels.push(report);
+        }
         let mut report = level(
             &live_client,
             &mut cameras[..concurrency],
@@ -239,7 +267,7 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport, BenchError> {
             args.bench_requests,
         )
         .await?;
-        report.liveness = true;
+        report.answer = Answer::Frames;
         levels.push(report);
     }
     for live_user in &live_users {
@@ -330,7 +358,7 @@ async fn level(
         values.iter().sum::<f64>() / values.len().max(1) as f64
     };
     Ok(LevelReport {
-        liveness: false,
+        answer: Answer::Photo,
         concurrency,
         requests: samples.len(),
         accepted: samples.iter().filter(|s| s.1).count(),
@@ -341,6 +369,51 @@ async fn level(
         face_ms: mean("face"),
         store_ms: mean("store"),
     })
+}
+
+/// `photo` as the sign-in page sends it: the 4:3 window around its face, scaled to 640x480 (the
+/// camera size the page asks for) and encoded as the page's `canvas.toBlob` does (JPEG, 0.92).
+async fn page_capture(stack: &Stack, photo: &[u8]) -> Result<Bytes, BenchError> {
+    let detected = stack
+        .clients
+        .rekognition
+        .detect_faces()
+        .image(Image::builder().bytes(Blob::new(photo.to_vec())).build())
+        .send()
+        .await
+        .map_err(|e| {
+            setup(format!(
+                "DetectFaces of the selfie: {}",
+                DisplayErrorContext(e)
+            ))
+        })?;
+    let face = detected
+        .face_details()
+        .first()
+        .and_then(|f| f.bounding_box())
+        .ok_or_else(|| setup("the selfie shows no face"))?;
+    let image = image::load_from_memory(photo).map_err(setup)?;
+    let (width, height) = (image.width() as f32, image.height() as f32);
+    let (window_w, window_h) = if width * 3.0 > height * 4.0 {
+        (height * 4.0 / 3.0, height)
+    } else {
+        (width, width * 3.0 / 4.0)
+    };
+    let centre = |start: Option<f32>, size: Option<f32>, of: f32| {
+        (start.unwrap_or(0.0) + size.unwrap_or(0.0) / 2.0) * of
+    };
+    let left =
+        (centre(face.left(), face.width(), width) - window_w / 2.0).clamp(0.0, width - window_w);
+    let top =
+        (centre(face.top(), face.height(), height) - window_h / 2.0).clamp(0.0, height - window_h);
+    let window = image
+        .crop_imm(left as u32, top as u32, window_w as u32, window_h as u32)
+        .resize_exact(640, 480, image::imageops::FilterType::Triangle);
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 92)
+        .encode_image(&window.to_rgb8())
+        .map_err(setup)?;
+    Ok(Bytes::from(jpeg))
 }
 
 /// Nearest-rank percentile of sorted values.

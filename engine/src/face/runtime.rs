@@ -172,6 +172,13 @@ impl SessionPool {
         self.sessions.len()
     }
 
+    /// A free session, if one is free right now.
+    pub fn try_acquire(&self) -> Option<MutexGuard<'_, Session>> {
+        self.sessions
+            .iter()
+            .find_map(|session| session.try_lock().ok())
+    }
+
     /// A free session if there is one, otherwise wait for one (round robin).
     pub fn acquire(&self) -> MutexGuard<'_, Session> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);

@@ -32,8 +32,10 @@ use deleter::Deleter;
 /// How a worker receives and paces its messages. Every field is also an environment variable.
 #[derive(clap::Args, Clone, Debug)]
 pub struct WorkerSettings {
-    /// Messages this process handles at the same time, per queue.
-    #[arg(long, env = "FACEGATE_WORKER_MAX_IN_FLIGHT", default_value_t = 4)]
+    /// Messages this process handles at the same time, per queue. Handlers mostly wait (on S3,
+    /// DynamoDB, the face service), so it takes more than the face service's own concurrency
+    /// to keep it busy (`facegate bench pipeline` measures 1, 4, 8 and 16).
+    #[arg(long, env = "FACEGATE_WORKER_MAX_IN_FLIGHT", default_value_t = 8)]
     pub max_in_flight: usize,
     /// Long-poll wait of one receive, in seconds (0-20).
     #[arg(long, env = "FACEGATE_WORKER_WAIT_SECS", default_value_t = 20, value_parser = clap::value_parser!(u8).range(0..=20))]
@@ -63,7 +65,7 @@ pub struct WorkerSettings {
 impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
-            max_in_flight: 4,
+            max_in_flight: 8,
             wait_secs: 20,
             visibility_secs: 30,
             handler_timeout_secs: 120,
