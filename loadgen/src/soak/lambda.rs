@@ -5,24 +5,32 @@
 //!
 //! They are not the soak's children: the emulator starts them on an invocation, and after a
 //! SIGKILL it must start a new one on the next invocation. [`TriggerLambda::kill`] checks
-//! that it does.
+//! that it does: normally a sign-in through the pool invokes the function within moments; when
+//! none comes (the flows near their end), the soak invokes it itself, with the Define event
+//! Cognito sends for a user who does not exist.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use super::SoakError;
+use aws_sdk_lambda::primitives::Blob;
+use serde_json::json;
 
-/// How long the emulator may take to run the function again after its processes died: the
-/// next sign-in through the pool invokes it within a few seconds.
-const REPLACED_WITHIN: Duration = Duration::from_secs(90);
+use super::SoakError;
+use crate::client::{Trigger, cognito_event};
+
+/// How long the soak waits for a sign-in to invoke the function before invoking it itself.
+const NATURAL_WITHIN: Duration = Duration::from_secs(10);
+/// How long the emulator may take to run the function again once it is invoked.
+const REPLACED_WITHIN: Duration = Duration::from_secs(60);
 
 /// What one SIGKILL of the trigger Lambda did.
 #[derive(Clone, Debug)]
 pub struct LambdaKill {
     pub killed: Vec<u32>,
-    /// The first process of the function seen after the kill, and when; `None` if none was
-    /// within [`REPLACED_WITHIN`].
+    /// The first process of the function seen after the kill, and when; `None` if none was.
     pub replaced_by: Option<(u32, Duration)>,
+    /// The soak invoked the function itself (no sign-in did within [`NATURAL_WITHIN`]).
+    pub probed: bool,
 }
 
 impl std::fmt::Display for LambdaKill {
@@ -31,28 +39,53 @@ impl std::fmt::Display for LambdaKill {
         match self.replaced_by {
             Some((pid, after)) => write!(
                 f,
-                "the emulator ran the function again as pid {pid} {:.1} s later",
-                after.as_secs_f64()
+                "the emulator ran the function again as pid {pid} {:.1} s later{}",
+                after.as_secs_f64(),
+                if self.probed {
+                    " (invoked by the soak: no sign-in came through the pool meanwhile)"
+                } else {
+                    ""
+                }
             ),
-            None => write!(
-                f,
-                "no new process of the function within {} s",
-                REPLACED_WITHIN.as_secs()
-            ),
+            None => write!(f, "no new process of the function, although it was invoked"),
         }
     }
 }
 
 /// The processes of one Lambda function.
 pub struct TriggerLambda {
+    lambda: aws_sdk_lambda::Client,
+    function: String,
     /// `AWS_LAMBDA_FUNCTION_NAME=<function>`, as it appears in `/proc/<pid>/environ`.
     marker: Vec<u8>,
 }
 
 impl TriggerLambda {
-    pub fn new(function: &str) -> Self {
+    pub fn new(lambda: aws_sdk_lambda::Client, function: &str) -> Self {
         Self {
+            lambda,
+            function: function.to_string(),
             marker: format!("AWS_LAMBDA_FUNCTION_NAME={function}").into_bytes(),
+        }
+    }
+
+    /// Invokes the function once, as the pool would for a user who does not exist (Define
+    /// fails them without reading anything). Its answer does not matter, only that it runs.
+    async fn invoke(&self) {
+        let event = cognito_event(
+            "soak-lambda-probe",
+            Trigger::Define,
+            json!({ "userAttributes": {}, "session": [], "userNotFound": true }),
+        );
+        let invoked = self
+            .lambda
+            .invoke()
+            .function_name(&self.function)
+            .payload(Blob::new(event.to_string()))
+            .send()
+            .await;
+        if let Err(e) = invoked {
+            tracing::warn!(error = %facegate_shared::report::chain(&e), "invoking the trigger Lambda failed");
         }
     }
 
@@ -75,20 +108,26 @@ impl TriggerLambda {
             .collect()
     }
 
-    /// SIGKILLs every process of the function (waiting up to `within` for one to exist: the
-    /// emulator starts the first on the first invocation), then waits for the emulator to run
-    /// a new one.
+    /// SIGKILLs every process of the function, then waits for the emulator to run a new one.
+    /// When none runs (nothing signed in through the pool yet), the function is invoked first,
+    /// and `within` is how long one may take to appear.
     pub async fn kill(&self, within: Duration) -> Result<LambdaKill, SoakError> {
         let started = Instant::now();
+        let mut invoked = false;
         let victims = loop {
             let found = self.processes();
             if !found.is_empty() {
                 break found;
             }
+            if !invoked && started.elapsed() > Duration::from_secs(2) {
+                invoked = true;
+                self.invoke().await;
+                continue;
+            }
             if started.elapsed() > within {
                 return Err(SoakError::Run(format!(
-                    "no process of the trigger Lambda to kill within {within:?}: is nothing \
-                     signing in through the user pool?"
+                    "no process of the trigger Lambda to kill within {within:?}, although it \
+                     was invoked"
                 )));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -98,11 +137,24 @@ impl TriggerLambda {
         }
         let killed_at = Instant::now();
         tracing::warn!(pids = ?victims, "SIGKILLed the trigger Lambda");
+        let replaced = |victims: &BTreeSet<u32>| {
+            self.processes()
+                .difference(victims)
+                .next()
+                .map(|pid| (*pid, killed_at.elapsed()))
+        };
+        let mut probed = false;
         let replaced_by = loop {
-            if let Some(pid) = self.processes().difference(&victims).next() {
-                break Some((*pid, killed_at.elapsed()));
+            if let Some(found) = replaced(&victims) {
+                break Some(found);
             }
-            if killed_at.elapsed() > REPLACED_WITHIN {
+            let waited = killed_at.elapsed();
+            if !probed && waited > NATURAL_WITHIN {
+                probed = true;
+                self.invoke().await;
+                continue;
+            }
+            if waited > NATURAL_WITHIN + REPLACED_WITHIN {
                 break None;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -110,6 +162,7 @@ impl TriggerLambda {
         Ok(LambdaKill {
             killed: victims.into_iter().collect(),
             replaced_by,
+            probed,
         })
     }
 }
@@ -142,10 +195,15 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id().unwrap();
-        let lambda = TriggerLambda::new(&function);
+        // A client only: nothing is invoked.
+        let client = facegate_shared::aws::AwsSettings::local()
+            .clients()
+            .await
+            .lambda;
+        let lambda = TriggerLambda::new(client.clone(), &function);
         assert_eq!(lambda.processes(), BTreeSet::from([pid]));
         assert!(
-            TriggerLambda::new("another-function")
+            TriggerLambda::new(client, "another-function")
                 .processes()
                 .is_empty()
         );
