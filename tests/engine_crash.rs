@@ -295,27 +295,33 @@ fn spawn_role(
         .unwrap_or_else(|e| panic!("facegate {role} starts: {e}"))
 }
 
-/// Every face of the collection: face id -> external image id.
+/// Every face of the collection: face id -> external image id. Asked again while the engine
+/// does not answer (the test restarts it).
 async fn faces(
     rekognition: &aws_sdk_rekognition::Client,
     collection: &str,
 ) -> Vec<(String, String)> {
-    let out = rekognition
-        .list_faces()
-        .collection_id(collection)
-        .max_results(100)
-        .send()
-        .await
-        .expect("ListFaces");
-    out.faces()
-        .iter()
-        .map(|f| {
-            (
-                f.face_id().unwrap_or_default().to_string(),
-                f.external_image_id().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
+    eventually("ListFaces answered", Duration::from_secs(60), || async {
+        let out = rekognition
+            .list_faces()
+            .collection_id(collection)
+            .max_results(100)
+            .send()
+            .await
+            .ok()?;
+        Some(
+            out.faces()
+                .iter()
+                .map(|f| {
+                    (
+                        f.face_id().unwrap_or_default().to_string(),
+                        f.external_image_id().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect(),
+        )
+    })
+    .await
 }
 
 /// The registration `upload` of `user`, once it is in `wanted` state.
@@ -483,6 +489,7 @@ async fn an_engine_killed_after_writing_but_before_answering_leaves_one_face_per
     );
     let _ = std::fs::remove_dir_all(&data_dir);
     let _ = std::fs::remove_dir_all(&logs);
+    let _ = std::fs::remove_file(data_dir.with_extension("log"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -617,4 +624,5 @@ async fn a_registration_failed_while_the_engine_was_down_loses_its_faces_once_it
     .await;
     let _ = std::fs::remove_dir_all(&data_dir);
     let _ = std::fs::remove_dir_all(&logs);
+    let _ = std::fs::remove_file(data_dir.with_extension("log"));
 }
