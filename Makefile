@@ -85,14 +85,11 @@ bench-liveness: setup ## the liveness attack suite through the user pool: APCER 
 	  env FACEGATE_PREFIX=$(BENCH_LIVENESS_PREFIX) FACEGATE_LIVENESS_POLICY=$(LIVENESS) FACEGATE_CHALLENGE_TTL_SECS=30 FACEGATE_FACE_CALLS_PER_SECOND=500 FACEGATE_FACE_CALLS_BURST=500 \
 	  sh -c './target/release/facegate provision && if [ "$(LIVENESS)" = aws-face-liveness ]; then export FACEGATE_LIVENESS_STAND_IN_URL="$$AWS_ENDPOINT_URL_REKOGNITION"; fi; ./target/release/facegate bench liveness'
 
-bench-soak: setup ## load and soak: every role its own process, 1000 registrations, 5000 sign-ins, a SIGKILL, the audit (release build)
+# The soak starts (and, on its chaos schedule, restarts) an emulator of its own on a free port:
+# the one on 4566 is left alone. SEED=<n> repeats a printed chaos schedule.
+bench-soak: setup ## load and chaos: both flows at once, every role (and the emulator) killed on a seeded schedule, the audit (release build)
 	$(CARGO) build --release --bin facegate
-	@started=0; \
-	if ! scripts/stack.sh status >/dev/null 2>&1; then scripts/stack.sh start && started=1; fi; \
-	status=0; \
-	ORT_DYLIB_PATH="$(ORT_LIB)" ./target/release/facegate bench soak || status=$$?; \
-	if [ $$started = 1 ]; then scripts/stack.sh stop; fi; \
-	exit $$status
+	ORT_DYLIB_PATH="$(ORT_LIB)" ./target/release/facegate bench soak $(if $(SEED),--seed $(SEED),)
 
 bench-gate: build ## the quality gates' refusal table: every labelled photo and its variants, each refusal's reason
 	ORT_DYLIB_PATH="$(ORT_LIB)" ./target/debug/facegate bench gate

@@ -8,12 +8,14 @@
 #   scripts/stack.sh status   exit 0 if it answers its health check
 #   scripts/stack.sh reset    clear every resource (POST /_ministack/reset)
 #
-# Settings: FACEGATE_STACK_PORT (4566), FACEGATE_STACK_PERSIST=1 keeps state across restarts in
-# .facegate/ministack/ (the default for `make dev`; tests run without it).
+# Settings: FACEGATE_STACK_PORT (4566), FACEGATE_STACK_PERSIST=1 keeps state across restarts
+# (the default for `make dev`; tests run without it), FACEGATE_STACK_DIR (.facegate/ministack)
+# holds its pid file, log and state (`facegate bench soak` gives its own emulator a folder of its
+# own, which it stops and starts again with the state kept).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 port=${FACEGATE_STACK_PORT:-4566}
-state="$root/.facegate/ministack"
+state="${FACEGATE_STACK_DIR:-$root/.facegate/ministack}"
 pidfile="$state/ministack-$port.pid"
 logfile="$state/ministack-$port.log"
 url="http://127.0.0.1:$port"

@@ -135,12 +135,25 @@ async fn failures_are_counted_once_lock_the_user_and_raise_alerts_once() {
         1
     );
 
+    // The same failure published twice is counted once too: a Publish whose answer was lost
+    // (the emulator restarting, the verifier killed after SNS took it) is made again, and SNS
+    // delivers two messages, with two message ids, carrying one event.
+    let topic = stack.topic_arn(Topic::AuthEvents).to_string();
+    events::publish(&stack.clients.sns, &topic, &first)
+        .await
+        .unwrap();
+    common::eventually("the second publish handled", Duration::from_secs(30), idle).await;
+    assert_eq!(
+        failures_counted(&stack, "user#erin").await,
+        1,
+        "one failure published twice is one failure"
+    );
+
     // A success published on the topic never reaches the worker (filter policy).
     let success = AuthEvent {
         outcome: AuthOutcome::Success,
         ..failure("erin")
     };
-    let topic = stack.topic_arn(Topic::AuthEvents).to_string();
     events::publish(&stack.clients.sns, &topic, &success)
         .await
         .unwrap();
@@ -265,6 +278,66 @@ async fn failures_are_counted_once_lock_the_user_and_raise_alerts_once() {
             .iter()
             .all(|n| names.contains(n))
             .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_the_stack_caused_do_not_count_against_the_user() {
+    // The face service down or a store unreachable: Verify fails closed (answers false) and
+    // publishes why. Those refusals are the stack's, not the person's: a user who tries again
+    // through an outage must not be locked out, nor their address alerted on.
+    let env = SignIn::start().await;
+    let stack = env.pipeline.stack().clone();
+    env.register("fred", "biden_1.jpg").await;
+    let _alerts = env.run_alerts(AlertsSettings {
+        lockout_threshold: 3,
+        source_alert_threshold: 2,
+        ..AlertsSettings::default()
+    });
+    let topic = stack.topic_arn(Topic::AuthEvents).to_string();
+    let alerts_queue = stack.queue_url(Queue::Alerts).to_string();
+    let idle = || async {
+        let (visible, in_flight) = env.pipeline.depth(&alerts_queue).await;
+        (visible + in_flight == 0).then_some(())
+    };
+    for reason in [
+        AuthFailureReason::FaceServiceError,
+        AuthFailureReason::FaceServiceError,
+        AuthFailureReason::ServiceError,
+        AuthFailureReason::FaceServiceError,
+    ] {
+        let event = AuthEvent {
+            outcome: AuthOutcome::Failure { reason },
+            ..failure("fred")
+        };
+        events::publish(&stack.clients.sns, &topic, &event)
+            .await
+            .unwrap();
+    }
+    common::eventually(
+        "the outage's refusals handled",
+        Duration::from_secs(30),
+        idle,
+    )
+    .await;
+    assert_eq!(failures_counted(&stack, "user#fred").await, 0);
+    assert_eq!(
+        failures_counted(&stack, &format!("source#{SOURCE}")).await,
+        0
+    );
+    let defined = env.define("fred", &[]).await;
+    assert_eq!(
+        defined["response"]["challengeName"], "CUSTOM_CHALLENGE",
+        "fred may still sign in: {defined}"
+    );
+
+    // A refusal of the person's own (the face did not match) still counts.
+    events::publish(&stack.clients.sns, &topic, &failure("fred"))
+        .await
+        .unwrap();
+    common::eventually("a no-match counted", Duration::from_secs(30), || async {
+        (failures_counted(&stack, "user#fred").await == 1).then_some(())
     })
     .await;
 }

@@ -8,7 +8,7 @@
 //! - [`Bench`]: `facegate bench <what>`, one module per benchmark: [`pipeline`] (registrations
 //!   through the indexer and dedup), [`verifier`] (Verify latency), [`cognito`] (a whole
 //!   sign-in through the user pool), [`liveness`] (the attack suite), [`gate`] (the quality
-//!   gates' refusals) and [`soak`] (every role its own process, under load and SIGKILL). The
+//!   gates' refusals) and [`soak`] (every role its own process, under mixed load and chaos). The
 //!   engine's own benchmark stays in `facegate-engine`: it times the stages inside one analysis.
 //! - [`demo`]: `facegate demo`, the whole story told step by step against a running stack.
 
@@ -51,10 +51,11 @@ pub enum Bench {
     /// indexer's and verifier's gates, with each refusal's reason and the false refusal rate.
     /// Starts its own engine in-process; needs no stack.
     Gate(Box<gate::GateBenchArgs>),
-    /// Load and soak on the local stack: every role its own process, N registrations and M
-    /// sign-ins (genuine and impostor) by concurrent clients, one worker SIGKILLed mid-run;
-    /// throughput, p50/p99, peak RSS per role, and an audit of the end state (exit 1 if any
-    /// audit line fails).
+    /// Load and chaos on a local stack of its own: every role its own process, N registrations
+    /// and M sign-ins (genuine and impostor, through the user pool or the HTTP trigger routes)
+    /// at the same time, every role and the trigger Lambda SIGKILLed and the emulator restarted
+    /// on a seeded schedule; throughput, p50/p99, peak RSS per role, and an audit of the end
+    /// state (exit 1 if any audit line fails).
     Soak(Box<soak::SoakArgs>),
 }
 

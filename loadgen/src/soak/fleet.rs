@@ -7,6 +7,10 @@
 //! other setting (`FACEGATE_WORKER_*`, `FACEGATE_LOCKOUT_*`, ...) is inherited from this
 //! process's environment, so a soak runs the roles exactly as configured.
 //!
+//! A role keeps its loopback address across restarts, as a container keeps its service's
+//! address: the engine's URL is in the trigger Lambda's environment and every worker's, the
+//! verifier's in every client.
+//!
 //! A child's output goes to `<run dir>/<role>.log`. Children are killed when their handle is
 //! dropped (every early exit of the soak); a normal end sends SIGTERM and reports how each
 //! exited.
@@ -111,6 +115,8 @@ type MemoryBook = Arc<Mutex<BTreeMap<Role, RoleMemory>>>;
 pub struct Fleet {
     settings: FleetSettings,
     running: BTreeMap<Role, Running>,
+    /// Each role's address, chosen at its first start and kept.
+    addrs: BTreeMap<Role, SocketAddr>,
     memory: MemoryBook,
     sampler: tokio::task::JoinHandle<()>,
 }
@@ -137,6 +143,7 @@ impl Fleet {
         Self {
             settings,
             running: BTreeMap::new(),
+            addrs: BTreeMap::new(),
             memory,
             sampler,
         }
@@ -162,9 +169,14 @@ impl Fleet {
         self.settings.run_dir.join(format!("{}.log", role.name()))
     }
 
-    /// Starts `role` and waits until it says it is ready.
+    /// Starts `role` (on its address of before, if it ran before) and waits until it says it
+    /// is ready.
     pub async fn start(&mut self, role: Role) -> Result<(), SoakError> {
-        let addr = free_port()?;
+        let addr = match self.addrs.get(&role) {
+            Some(addr) => *addr,
+            None => free_port()?,
+        };
+        self.addrs.insert(role, addr);
         let log = self.log_path(role);
         let mut command = self.command(role, addr)?;
         let (file, err_file) = log_files(&log)?;
@@ -196,6 +208,7 @@ impl Fleet {
                 break;
             }
             if started.elapsed() > READY_WITHIN {
+                let _ = child.kill().await;
                 return Err(SoakError::Role {
                     role: role.name(),
                     problem: format!("not ready at {url} within {READY_WITHIN:?}"),
@@ -368,6 +381,8 @@ impl Fleet {
             // redrive policy must match it, whatever the caller's environment says.
             .env_remove("FACEGATE_BUCKET")
             .env_remove("FACEGATE_MAX_RECEIVE_COUNT")
+            // Every service's endpoint is set below: the soak's own emulator, not the caller's.
+            .env_remove("AWS_ENDPOINT_URL")
             // The soak's sign-ins present one selfie each: it loads the single-selfie flow.
             .env("FACEGATE_LIVENESS_POLICY", "off")
             .kill_on_drop(true);
@@ -377,6 +392,11 @@ impl Fleet {
             (Service::Sns, "AWS_ENDPOINT_URL_SNS"),
             (Service::DynamoDb, "AWS_ENDPOINT_URL_DYNAMODB"),
             (Service::CloudWatch, "AWS_ENDPOINT_URL_CLOUDWATCH"),
+            (
+                Service::Cognito,
+                "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER",
+            ),
+            (Service::Lambda, "AWS_ENDPOINT_URL_LAMBDA"),
         ] {
             if let Some(endpoint) = s.aws.endpoint(service) {
                 command.env(variable, endpoint);
@@ -391,7 +411,7 @@ impl Fleet {
 }
 
 /// The log file of a child, opened twice (stdout and stderr).
-fn log_files(log: &Path) -> Result<(std::fs::File, std::fs::File), SoakError> {
+pub fn log_files(log: &Path) -> Result<(std::fs::File, std::fs::File), SoakError> {
     let io = |source| SoakError::Io {
         what: format!("opening {}", log.display()),
         source,
@@ -421,7 +441,7 @@ fn sample(memory: &MemoryBook) {
 
 /// A loopback port nobody listens on now (it is released before the child binds it; a clash
 /// shows up as a role that does not become ready).
-fn free_port() -> Result<SocketAddr, SoakError> {
+pub fn free_port() -> Result<SocketAddr, SoakError> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map_err(|source| SoakError::Io {

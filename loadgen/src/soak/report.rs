@@ -1,5 +1,6 @@
 //! What `facegate bench soak` prints: the load, throughput and latency per flow (p50, p99),
-//! how the sign-ins ended, peak memory per role, how each role stopped, and the audit.
+//! how the sign-ins ended and how often clients had to try again, the chaos schedule and what
+//! happened of it, peak memory per role, how each role stopped, and the audit.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -9,8 +10,10 @@ use std::time::Duration;
 use facegate_shared::measure::percentile;
 
 use super::audit::Line;
+use super::chaos::{Happened, Schedule};
 use super::fleet::{ExitReport, Role, RoleMemory};
-use super::signins::{Attempt, Kind, Outcome};
+use super::registrations::Upload;
+use super::signins::{Attempt, Channel, Kind, Outcome};
 
 /// Sorted latencies and the rate of one flow.
 #[derive(Clone, Debug, Default)]
@@ -36,21 +39,27 @@ impl Flow {
 }
 
 /// Every figure of one soak.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Report {
     pub prefix: String,
     pub clients: usize,
     pub impostor_percent: u8,
     pub impostor_targets: usize,
-    /// What was SIGKILLed, and when.
-    pub kill: Option<String>,
+    /// The chaos planned, and what happened of it.
+    pub schedule: Schedule,
+    pub happened: Vec<Happened>,
     /// Upload to final: the rate over every registration; latency upload -> ACTIVE.
     pub registrations: Flow,
-    /// The whole Cognito sequence per attempt.
+    pub uploads: Vec<Upload>,
+    /// The whole sequence per attempt, both doors, and each door on its own.
     pub sign_ins: Flow,
+    pub pool_sign_ins: Flow,
+    pub http_sign_ins: Flow,
     /// The Verify call alone.
     pub verifies: Flow,
     pub attempts: Vec<Attempt>,
+    /// Why Verify refused the genuine attempts it refused, as published (reason -> count).
+    pub genuine_refusals: BTreeMap<String, usize>,
     pub memory: BTreeMap<Role, RoleMemory>,
     pub exits: Vec<ExitReport>,
     pub audit: Vec<Line>,
@@ -63,11 +72,11 @@ impl Report {
         self.audit.iter().all(|l| l.passed)
     }
 
-    fn outcomes(&self, kind: Kind) -> String {
+    fn outcomes(&self, kind: Kind, channel: Channel) -> String {
         let of = |wanted: fn(&Outcome) -> bool| {
             self.attempts
                 .iter()
-                .filter(|a| a.kind == kind && wanted(&a.outcome))
+                .filter(|a| a.kind == kind && a.channel == channel && wanted(&a.outcome))
                 .count()
         };
         format!(
@@ -82,18 +91,26 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let again = self.uploads.iter().filter(|u| u.again).count();
         writeln!(
             f,
-            "facegate bench soak: stack {}, {} registrations, {} sign-ins ({}% impostors, aimed \
-             at {} user(s)), {} clients per flow; {}",
+            "facegate bench soak: stack {}, {} registrations ({} of them re-registrations), {} \
+             sign-ins ({}% impostors, aimed at {} user(s)), {} clients per flow, both flows at \
+             once",
             self.prefix,
             self.registrations.count,
+            again,
             self.sign_ins.count,
             self.impostor_percent,
             self.impostor_targets,
             self.clients,
-            self.kill.as_deref().unwrap_or("nothing killed")
         )?;
+        writeln!(f)?;
+        write!(f, "{}", self.schedule)?;
+        writeln!(f, "what happened:")?;
+        for happened in &self.happened {
+            writeln!(f, "  {happened}")?;
+        }
         writeln!(f)?;
         writeln!(
             f,
@@ -119,16 +136,48 @@ impl fmt::Display for Report {
             &self.registrations,
             true,
         )?;
-        row(f, "sign-ins (Define..Define)", &self.sign_ins, true)?;
-        row(f, "  Verify call alone", &self.verifies, false)?;
+        row(f, "sign-ins, both doors", &self.sign_ins, true)?;
+        row(
+            f,
+            "  pool: InitiateAuth..tokens",
+            &self.pool_sign_ins,
+            false,
+        )?;
+        row(f, "  HTTP: Define..Define", &self.http_sign_ins, false)?;
+        row(f, "    Verify call alone", &self.verifies, false)?;
         writeln!(
             f,
             "(registrations/s: every upload to the last final state; latency: end of PutObject \
-             to the ACTIVE record's updated_at)"
+             to the ACTIVE record's updated_at, the uploads all made at the start, so it includes \
+             the backlog; a sign-in's latency is its last start to its end)"
         )?;
         writeln!(f)?;
-        writeln!(f, "genuine sign-ins:  {}", self.outcomes(Kind::Genuine))?;
-        writeln!(f, "impostor sign-ins: {}", self.outcomes(Kind::Impostor))?;
+        for (channel, door) in [
+            (Channel::Pool, "through the user pool"),
+            (Channel::Http, "over HTTP"),
+        ] {
+            for (kind, who) in [(Kind::Genuine, "genuine"), (Kind::Impostor, "impostor")] {
+                writeln!(
+                    f,
+                    "{who:<8} sign-ins {door:<21}: {}",
+                    self.outcomes(kind, channel)
+                )?;
+            }
+        }
+        writeln!(
+            f,
+            "genuine attempts Verify refused, by the reason it published: {:?}",
+            self.genuine_refusals
+        )?;
+        let restarted: Vec<&Attempt> = self.attempts.iter().filter(|a| a.restarts > 0).collect();
+        writeln!(
+            f,
+            "sign-ins started again after their server died: {} ({} restarts); registration \
+             calls made again after they failed: {}",
+            restarted.len(),
+            restarted.iter().map(|a| a.restarts).sum::<u32>(),
+            self.uploads.iter().map(|u| u.retries).sum::<u32>()
+        )?;
         writeln!(f)?;
         writeln!(
             f,

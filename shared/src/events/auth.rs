@@ -157,6 +157,17 @@ impl AuthFailureReason {
                 | R::LivenessNotConfirmed
         )
     }
+
+    /// A refusal the stack caused, not the person: a dependency (the face service, a store)
+    /// failed or timed out, so Verify failed closed without judging the answer. Published like
+    /// any refusal, but counted against nobody: an outage must not lock out the users who
+    /// keep trying through it.
+    pub fn is_the_stacks_fault(self) -> bool {
+        matches!(
+            self,
+            AuthFailureReason::FaceServiceError | AuthFailureReason::ServiceError
+        )
+    }
 }
 
 impl AuthEvent {
@@ -236,6 +247,22 @@ mod tests {
         }
         let json = serde_json::to_value(failure(R::LivenessTimedOut)).unwrap();
         assert_eq!(json["reason"], "liveness-timed-out");
+    }
+
+    #[test]
+    fn only_a_dependency_failing_is_the_stacks_fault() {
+        use AuthFailureReason as R;
+        assert!(R::FaceServiceError.is_the_stacks_fault());
+        assert!(R::ServiceError.is_the_stacks_fault());
+        for theirs in [
+            R::NoMatch,
+            R::WrongAnswer,
+            R::SelfieMissing,
+            R::LivenessWrongPose,
+            R::Quality(QualityIssue::NoFace),
+        ] {
+            assert!(!theirs.is_the_stacks_fault(), "{theirs:?}");
+        }
     }
 
     #[test]

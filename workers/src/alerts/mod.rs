@@ -2,9 +2,12 @@
 //! security alerts.
 //!
 //! For each failed `AuthEvent` from the `alerts` queue (an SNS envelope; the subscription's
-//! filter policy lets failures only through):
+//! filter policy lets failures only through) that the person caused (a refusal because the
+//! face service or a store failed is the stack's fault, and counts against nobody: an outage
+//! must not lock out the users who keep trying through it):
 //! 1. count it once against `user#<id>` and `source#<address>` ([`windows`]: bucketed
-//!    counters, idempotent on the SNS message id);
+//!    counters, idempotent on the event's own id: a redelivered message and an event
+//!    published twice, as two SNS messages, after its Publish answer was lost, count once);
 //! 2. sum the user's window: at `lockout_threshold` failures lock the user for `lockout_secs`
 //!    ([`lockout`]) and raise a `lockout` alert;
 //! 3. sum the source's window: at `source_alert_threshold` raise a `repeated-failure` alert;
@@ -186,7 +189,13 @@ impl FailureAlerts {
         }
     }
 
-    async fn on_failure(&self, message_id: &str, event: &AuthEvent) -> Result<(), AlertError> {
+    async fn on_failure(&self, event: &AuthEvent) -> Result<(), AlertError> {
+        if let AuthOutcome::Failure { reason } = event.outcome
+            && reason.is_the_stacks_fault()
+        {
+            tracing::info!(user = %event.user_id, ?reason, "a refusal the stack caused: counted against nobody");
+            return Ok(());
+        }
         let user = Subject::User(event.user_id.clone());
         let source = event.source.map(Subject::Source);
         let failed_check = matches!(event.outcome,
@@ -200,7 +209,8 @@ impl FailureAlerts {
             .chain(source.clone())
             .chain(checked_origins.iter().cloned().map(Subject::LivenessChecks))
             .collect();
-        let key = format!("alerts#{message_id}");
+        // The event's id, not the SNS message's: the verifier may publish one answer twice.
+        let key = format!("alerts#{}", event.event_id);
         if windows::count_once(&self.stack, &self.windows, &key, &subjects, event.time).await? {
             alerter::put_metric(&self.stack, Metric::FailedLogins, 1.0, None).await;
         }
@@ -359,7 +369,7 @@ impl Handler for FailureAlerts {
             // The subscription filters successes out; one that slips through is not a failure.
             return Ok(());
         }
-        self.on_failure(&note.envelope.message_id, &note.event)
+        self.on_failure(&note.event)
             .await
             .map_err(HandlerError::transient)
     }

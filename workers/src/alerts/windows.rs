@@ -86,14 +86,14 @@ impl Windows {
     }
 }
 
-/// Counts one failure against every subject, once per `message_key`. Every bucket is
+/// Counts one failure against every subject, once per `event_key` (the failure's own id). Every bucket is
 /// `windows`' size (the liveness windows share it), and kept as long as the longest window
 /// needs. Returns whether it was
 /// counted now (`false`: an earlier delivery already did).
 pub async fn count_once(
     stack: &Stack,
     windows: &Windows,
-    message_key: &str,
+    event_key: &str,
     subjects: &[Subject],
     time: DateTime<Utc>,
 ) -> Result<bool, AlertError> {
@@ -102,7 +102,7 @@ pub async fn count_once(
     let bucket = windows.bucket_start(time);
     let marker = Put::builder()
         .table_name(stack.table(Table::ProcessedMessages))
-        .item(processed_messages::MESSAGE_KEY, s(message_key.into()))
+        .item(processed_messages::MESSAGE_KEY, s(event_key.into()))
         .item(
             processed_messages::EXPIRES_AT,
             n(Utc::now().timestamp() + 4 * 86_400),

@@ -395,7 +395,11 @@ impl Dedup {
     }
 
     /// The registration's message will never succeed (its last delivery failed, or it is in
-    /// the dead-letter queue): FAILED if still INDEXED, and its face deleted, best effort.
+    /// the dead-letter queue): FAILED if still INDEXED. Then, whoever made it final, what its
+    /// final state leaves to do is done, best effort: its face deleted unless it is ACTIVE,
+    /// its duplicate alert published. An earlier attempt may have marked it FAILED and died,
+    /// or lost the face service, before that: the sweep offers the message again every round
+    /// until it is done.
     async fn fail(&self, event: &FaceIndexed, detail: String) {
         let failed = RegistrationState::Failed { detail };
         match self
@@ -405,18 +409,26 @@ impl Dedup {
         {
             Ok(true) => {
                 tracing::error!(upload = %event.upload_id, user = %event.user_id, "registration FAILED");
-                if let Err(e) = self
-                    .faces
-                    .delete(std::slice::from_ref(&event.face_id))
-                    .await
-                {
-                    tracing::error!(face_id = %event.face_id, error = %report::chain(&e), "FAILED, but its face could not be deleted");
-                }
             }
             Ok(false) => {}
             Err(e) => {
-                tracing::error!(upload = %event.upload_id, error = %report::chain(&e), "could not mark the registration FAILED")
+                tracing::error!(upload = %event.upload_id, error = %report::chain(&e), "could not mark the registration FAILED");
+                return;
             }
+        }
+        let stored = match self.store.get(&event.user_id, &event.upload_id).await {
+            Ok(Some(stored)) if stored.record.state.is_final() => stored,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(upload = %event.upload_id, error = %report::chain(&e), "could not read the failed registration");
+                return;
+            }
+        };
+        if let Err(e) = self.publish_alert_if_due(&stored).await {
+            tracing::error!(upload = %event.upload_id, error = %report::chain(e.as_ref()), "the duplicate alert could not be published (the sweep tries again)");
+        }
+        if let Err(e) = self.delete_stale_faces(&stored.record).await {
+            tracing::error!(face_id = %event.face_id, error = %report::chain(e.as_ref()), "its face could not be deleted (the sweep tries again)");
         }
     }
 }

@@ -519,9 +519,11 @@ impl Indexer {
     }
 
     /// The registration's message will never succeed (its last delivery failed, or it is in
-    /// the dead-letter queue): FAILED unless already final, and every face of the upload
-    /// deleted, best effort: the recorded one, those this attempt knows of, and, when the photo
-    /// is at hand, any an earlier attempt indexed without recording.
+    /// the dead-letter queue): FAILED unless already final. Then, if it is FAILED (now or by an
+    /// earlier attempt that died, or lost the face service, before cleaning up), every face of
+    /// the upload is deleted, best effort: the recorded one, those this attempt knows of, and,
+    /// when the photo is at hand, any an earlier attempt indexed without recording. The sweep
+    /// offers the message again every round until that is done.
     async fn fail(
         &self,
         record: &RegistrationRecord,
@@ -540,37 +542,43 @@ impl Indexer {
             .finish(&record.user_id, &record.upload_id, &failed, None)
             .await
         {
-            Ok(true) => {
-                tracing::error!(key = %record.key, "registration FAILED");
-                let mut faces = known.to_vec();
-                faces.extend(stored_face);
-                if let Some(photo) = photo
-                    && let Ok(found) = self
-                        .faces
-                        .search_by_image(photo, ADOPT_THRESHOLD, ADOPT_MAX_FACES)
-                        .await
-                {
-                    faces.extend(
-                        found
-                            .into_iter()
-                            .filter(|m| {
-                                m.external_image_id.as_deref() == Some(record.upload_id.as_str())
-                            })
-                            .map(|m| m.face_id),
-                    );
+            Ok(true) => tracing::error!(key = %record.key, "registration FAILED"),
+            // Final already: only a FAILED registration's faces are this cleanup's to delete.
+            Ok(false) => match self.store.get(&record.user_id, &record.upload_id).await {
+                Ok(Some(stored))
+                    if matches!(stored.record.state, RegistrationState::Failed { .. }) => {}
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::error!(key = %record.key, error = %report::chain(&e), "could not read the failed registration");
+                    return;
                 }
-                faces.sort();
-                faces.dedup();
-                if !faces.is_empty()
-                    && let Err(e) = self.faces.delete(&faces).await
-                {
-                    tracing::error!(key = %record.key, ?faces, error = %report::chain(&e), "FAILED, but its faces could not be deleted");
-                }
-            }
-            Ok(false) => {}
+            },
             Err(e) => {
-                tracing::error!(key = %record.key, error = %report::chain(&e), "could not mark the registration FAILED")
+                tracing::error!(key = %record.key, error = %report::chain(&e), "could not mark the registration FAILED");
+                return;
             }
+        }
+        let mut faces = known.to_vec();
+        faces.extend(stored_face);
+        if let Some(photo) = photo
+            && let Ok(found) = self
+                .faces
+                .search_by_image(photo, ADOPT_THRESHOLD, ADOPT_MAX_FACES)
+                .await
+        {
+            faces.extend(
+                found
+                    .into_iter()
+                    .filter(|m| m.external_image_id.as_deref() == Some(record.upload_id.as_str()))
+                    .map(|m| m.face_id),
+            );
+        }
+        faces.sort();
+        faces.dedup();
+        if !faces.is_empty()
+            && let Err(e) = self.faces.delete(&faces).await
+        {
+            tracing::error!(key = %record.key, ?faces, error = %report::chain(&e), "FAILED, but its faces could not be deleted (the sweep tries again)");
         }
     }
 
