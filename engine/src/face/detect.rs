@@ -386,9 +386,21 @@ pub enum DetectError {
     MissingOutput(String),
 }
 
-thread_local! {
-    /// This thread's detector inputs, one per pass, reused by its next photo.
-    static INPUTS: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+/// A YuNet session and its input buffers, one per pass, reused by its next photo. They belong
+/// to the session, not to a thread: the engine's request threads come and go by the dozen, and
+/// buffers kept per thread (up to ~14 MB for a 1920x1080 photo) added up to gigabytes.
+pub struct Detector {
+    session: Session,
+    buffers: Vec<Vec<f32>>,
+}
+
+impl Detector {
+    pub fn new(session: Session) -> Self {
+        Self {
+            session,
+            buffers: Vec::new(),
+        }
+    }
 }
 
 /// The faces of one photo.
@@ -414,24 +426,23 @@ pub struct Symmetric {
 }
 
 /// Detect every face in `image` with every pass [`passes`] chooses for it.
-pub fn detect(session: &mut Session, image: &RgbImage) -> Result<Found, DetectError> {
+pub fn detect(detector: &mut Detector, image: &RgbImage) -> Result<Found, DetectError> {
     let (width, height) = image.dimensions();
     let all = passes(width, height);
-    INPUTS.with_borrow_mut(|buffers| {
-        let mut inputs = Inputs::new(buffers, all.len());
-        let mut seen = Vec::with_capacity(all.len());
-        for pass in 0..all.len() {
-            let run = Run {
-                pass,
-                mirrored: false,
-            };
-            seen.push(Some(inputs.run(session, image, &all, run)?));
-        }
-        let (faces, _) = merge(&seen);
-        Ok(Found {
-            faces,
-            runs: all.len(),
-        })
+    let Detector { session, buffers } = detector;
+    let mut inputs = Inputs::new(buffers, all.len());
+    let mut seen = Vec::with_capacity(all.len());
+    for pass in 0..all.len() {
+        let run = Run {
+            pass,
+            mirrored: false,
+        };
+        seen.push(Some(inputs.run(session, image, &all, run)?));
+    }
+    let (faces, _) = merge(&seen);
+    Ok(Found {
+        faces,
+        runs: all.len(),
     })
 }
 
@@ -443,8 +454,8 @@ struct Run {
     mirrored: bool,
 }
 
-/// A thread's detector inputs, one buffer per pass, each prepared once per photo: the mirror
-/// run reverses it in place (and reverses it back for another photo run).
+/// A detector's inputs for one photo, one buffer per pass, each prepared once: the mirror run
+/// reverses it in place (and reverses it back for another photo run).
 struct Inputs<'a> {
     buffers: &'a mut Vec<Vec<f32>>,
     /// Per pass: not prepared yet for this photo, or prepared (and whether mirrored now).
@@ -496,14 +507,15 @@ impl<'a> Inputs<'a> {
 /// letterbox's mirror run (nearly every photo with a face needs it) are shared between this
 /// thread and another, by input size ([`share`]); the answer is the same as without it.
 pub fn detect_symmetric(
-    session: &mut Session,
-    helper: Option<&mut Session>,
+    detector: &mut Detector,
+    helper: Option<&mut Detector>,
     image: &RgbImage,
 ) -> Result<Symmetric, DetectError> {
     let (width, height) = image.dimensions();
     let all = passes(width, height);
     let n = all.len();
-    INPUTS.with_borrow_mut(|buffers| {
+    let Detector { session, buffers } = detector;
+    {
         let mut inputs = Inputs::new(buffers, n);
         let mut photo: Vec<Option<Vec<Detection>>> = vec![None; n];
         let mut mirror: Vec<Option<Vec<Detection>>> = vec![None; n];
@@ -522,13 +534,12 @@ pub fn detect_symmetric(
                 let (mine, theirs) = share(&all);
                 let (mine, theirs) = std::thread::scope(|scope| {
                     let theirs = scope.spawn(|| {
-                        INPUTS.with_borrow_mut(|buffers| {
-                            let mut inputs = Inputs::new(buffers, n);
-                            theirs
-                                .iter()
-                                .map(|&run| Ok((run, inputs.run(helper, image, &all, run)?)))
-                                .collect::<Result<Vec<_>, DetectError>>()
-                        })
+                        let Detector { session, buffers } = helper;
+                        let mut inputs = Inputs::new(buffers, n);
+                        theirs
+                            .iter()
+                            .map(|&run| Ok((run, inputs.run(session, image, &all, run)?)))
+                            .collect::<Result<Vec<_>, DetectError>>()
                     });
                     let mine = mine
                         .iter()
@@ -588,7 +599,7 @@ pub fn detect_symmetric(
             }
         }
         Ok(result)
-    })
+    }
 }
 
 /// The runs two threads share for a photo: every pass over the photo and the letterbox's

@@ -41,21 +41,31 @@ fn fill_blob(face: &AlignedFace, blob: &mut Vec<f32>) {
     }
 }
 
-thread_local! {
-    /// This thread's input blob, reused by its next embedding.
-    static BLOB: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+/// An SFace session and its input blob, reused by its next embedding (the blob belongs to the
+/// session, like the detector's inputs, not to whichever thread runs it).
+pub struct Embedder {
+    session: Session,
+    blob: Vec<f32>,
+}
+
+impl Embedder {
+    pub fn new(session: Session) -> Self {
+        Self {
+            session,
+            blob: Vec::new(),
+        }
+    }
 }
 
 /// Embed one aligned face.
-pub fn embed(session: &mut Session, face: &AlignedFace) -> Result<Embedding, EmbedError> {
-    BLOB.with_borrow_mut(|blob| {
-        fill_blob(face, blob);
-        let shape = [1usize, 3, ALIGNED_SIDE, ALIGNED_SIDE];
-        let tensor = TensorRef::from_array_view((shape, &blob[..]))?;
-        let outputs = session.run(ort::inputs![tensor])?;
-        let (_, values) = outputs[0].try_extract_tensor::<f32>()?;
-        Embedding::normalised(values)
-    })
+pub fn embed(embedder: &mut Embedder, face: &AlignedFace) -> Result<Embedding, EmbedError> {
+    let Embedder { session, blob } = embedder;
+    fill_blob(face, blob);
+    let shape = [1usize, 3, ALIGNED_SIDE, ALIGNED_SIDE];
+    let tensor = TensorRef::from_array_view((shape, &blob[..]))?;
+    let outputs = session.run(ort::inputs![tensor])?;
+    let (_, values) = outputs[0].try_extract_tensor::<f32>()?;
+    Embedding::normalised(values)
 }
 
 impl Embedding {

@@ -2,7 +2,7 @@
 //! against their pinned sha256, and keep a small pool of sessions per model.
 //!
 //! `ort` (2.0.0-rc.15) runs a session through `&mut self`, so one session serves one image at a
-//! time. A [`SessionPool`] lends `workers` sessions out: that makes the models `Send + Sync` and
+//! time. A [`Pool`] lends `workers` sessions out: that makes the models `Send + Sync` and
 //! lets that many images be analysed at once. Each session gets one intra-op thread, because
 //! the engine parallelises across requests and, when a session is free, across the detector
 //! runs of one image (`detect::detect_symmetric`), not inside one inference. The sessions of a
@@ -121,13 +121,47 @@ pub(crate) fn read_checked(models_dir: &Path, model: &ModelFile) -> Result<Vec<u
     Ok(bytes)
 }
 
-/// `count` identical sessions of one model, each lent to one thread at a time. Any free
-/// session serves any caller, so a caller waits only while every session is lent (a mutex per
-/// session, waited on by whoever picked it, left one session idle while callers queued on the
-/// other).
-pub(crate) type SessionPool = Pool<Session>;
+/// `count` identical sessions of `model` (at least one), sharing one copy of their pre-packed
+/// weights.
+pub(crate) fn sessions(
+    environment: &Environment,
+    model: &ModelFile,
+    bytes: &[u8],
+    count: usize,
+) -> Result<Vec<Session>, ModelError> {
+    let fail = |e: &dyn std::fmt::Display| ModelError::Runtime(format!("{}: {e}", model.name));
+    let prepacked = PrepackedWeights::new();
+    (0..count.max(1))
+        .map(|_| {
+            Session::builder(environment)
+                .map_err(|e| fail(&e))?
+                .with_intra_threads(1)
+                .map_err(|e| fail(&e))?
+                .with_inter_threads(1)
+                .map_err(|e| fail(&e))?
+                .with_optimization_level(GraphOptimizationLevel::All)
+                .map_err(|e| fail(&e))?
+                .with_prepacked_weights(&prepacked)
+                .map_err(|e| fail(&e))?
+                // Each session keeps its own arena, grown to its largest run and reused:
+                // memory bounded by the sessions (32 concurrent 1920x1080 requests: 545 MiB
+                // peak, and faster). Without it every run's tensors went through malloc from
+                // whichever request thread ran it, and glibc kept them: 1.4 GiB and growing.
+                .with_execution_providers([CPU::default().with_arena_allocator(true).build()])
+                .map_err(|e| fail(&e))?
+                // Errors only: ONNX Runtime's warnings are about the models' own export
+                // quirks, and noise in the engine's log.
+                .with_log_level(LogLevel::Error)
+                .map_err(|e| fail(&e))?
+                .commit_from_memory(bytes)
+                .map_err(|e| fail(&e))
+        })
+        .collect::<Result<Vec<_>, _>>()
+}
 
-/// Items lent to one thread at a time (generic so that its waiting is tested without models).
+/// Sessions (with their buffers) lent to one thread at a time. Any free one serves any caller,
+/// so a caller waits only while every one is lent (a mutex per session, waited on by whoever
+/// picked it, left one session idle while callers queued on the other).
 pub(crate) struct Pool<T> {
     free: Mutex<Vec<T>>,
     returned: Condvar,
@@ -138,43 +172,6 @@ pub(crate) struct Pool<T> {
 pub(crate) struct Lent<'a, T> {
     pool: &'a Pool<T>,
     item: Option<T>,
-}
-
-impl SessionPool {
-    pub fn new(
-        environment: &Environment,
-        model: &ModelFile,
-        bytes: &[u8],
-        count: usize,
-    ) -> Result<Self, ModelError> {
-        let fail = |e: &dyn std::fmt::Display| ModelError::Runtime(format!("{}: {e}", model.name));
-        let prepacked = PrepackedWeights::new();
-        let sessions = (0..count.max(1))
-            .map(|_| {
-                Session::builder(environment)
-                    .map_err(|e| fail(&e))?
-                    .with_intra_threads(1)
-                    .map_err(|e| fail(&e))?
-                    .with_inter_threads(1)
-                    .map_err(|e| fail(&e))?
-                    .with_optimization_level(GraphOptimizationLevel::All)
-                    .map_err(|e| fail(&e))?
-                    .with_prepacked_weights(&prepacked)
-                    .map_err(|e| fail(&e))?
-                    // Without the arena, buffers go back to the system after each run: the
-                    // engine idles smaller, at no measurable cost for these small models.
-                    .with_execution_providers([CPU::default().with_arena_allocator(false).build()])
-                    .map_err(|e| fail(&e))?
-                    // Errors only: ONNX Runtime's warnings are about the models' own export
-                    // quirks, and noise in the engine's log.
-                    .with_log_level(LogLevel::Error)
-                    .map_err(|e| fail(&e))?
-                    .commit_from_memory(bytes)
-                    .map_err(|e| fail(&e))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Pool::of(sessions))
-    }
 }
 
 impl<T> Pool<T> {
