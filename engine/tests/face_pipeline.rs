@@ -384,6 +384,18 @@ fn an_idle_core_changes_the_speed_not_the_answer() {
             assert_eq!(a.embedding, b.embedding);
         }
         assert!(two_timings.detector_runs >= one_timings.detector_runs);
+        // Beside a fine pass the idle core embeds the letterbox's largest face while the
+        // detector still runs (the group's faces may all be the fine pass's).
+        assert_eq!(one_timings.embedded_early, 0);
+        let fine_pass = face::detect::passes(two.width, two.height)
+            .iter()
+            .any(|pass| pass.max_face_width.is_finite());
+        if bytes != photos.last().unwrap() {
+            assert_eq!(
+                two_timings.embedded_early,
+                usize::from(fine_pass && !two.faces.is_empty())
+            );
+        }
     }
     let group = alone.analyze(photos.last().unwrap()).unwrap();
     assert_eq!(group.faces.len(), 4, "the group's small faces");

@@ -32,7 +32,7 @@ pub enum Bench {
     /// per second, search time at 10k/100k/1M faces, memory.
     Engine(facegate_engine::bench::BenchArgs),
     /// The registration pipeline on the local stack: registrations/s through indexer + dedup
-    /// with 1, 2 and 4 handlers in flight, upload-to-ACTIVE p50/p99, worker RSS, and the worker
+    /// with 1, 4, 8 and 16 handlers in flight, upload-to-ACTIVE p50/p99, worker RSS, and the worker
     /// runtime's overhead against a plain receive-delete loop. Needs a running engine.
     Pipeline(pipeline::BenchPipelineArgs),
     /// The verifier: Verify-challenge latency and throughput with 1 and 8 clients, per phase,

@@ -506,10 +506,14 @@ impl<'a> Inputs<'a> {
 /// With a `helper` session (one was free: a core is idle), the photo's passes and the
 /// letterbox's mirror run (nearly every photo with a face needs it) are shared between this
 /// thread and another, by input size ([`share`]); the answer is the same as without it.
+/// Where a fine pass runs, `early` (with a helper only) is then handed the letterbox's faces
+/// on the photo as soon as that run is done, on the thread that ran it, while the other
+/// thread still runs the fine pass: the caller embeds the largest there ([`EarlyWork`]).
 pub fn detect_symmetric(
     detector: &mut Detector,
     helper: Option<&mut Detector>,
     image: &RgbImage,
+    early: Option<&EarlyWork<'_>>,
 ) -> Result<Symmetric, DetectError> {
     let (width, height) = image.dimensions();
     let all = passes(width, height);
@@ -531,19 +535,32 @@ pub fn detect_symmetric(
                 })
                 .collect::<Result<Vec<_>, DetectError>>()?,
             Some(helper) => {
-                let (mine, theirs) = share(&all);
+                // Only beside a fine pass: without one the other thread has too little to do
+                // meanwhile, and the early work would hold the helper session from the next
+                // photo (three liveness frames at once were 15% slower).
+                let early =
+                    early.filter(|_| all.iter().any(|pass| pass.max_face_width.is_finite()));
+                let (mine, theirs) = share(&all, early.map_or(0, |work| work.cost));
+                // The letterbox's photo run hands its faces to `early` on its own thread.
+                let run_and_hand_on = |inputs: &mut Inputs<'_>, session: &mut Session, run: Run| {
+                    let faces = inputs.run(session, image, &all, run)?;
+                    if let Some(work) = early.filter(|_| run.pass == 0 && !run.mirrored) {
+                        (work.run)(&faces);
+                    }
+                    Ok((run, faces))
+                };
                 let (mine, theirs) = std::thread::scope(|scope| {
                     let theirs = scope.spawn(|| {
                         let Detector { session, buffers } = helper;
                         let mut inputs = Inputs::new(buffers, n);
                         theirs
                             .iter()
-                            .map(|&run| Ok((run, inputs.run(session, image, &all, run)?)))
+                            .map(|&run| run_and_hand_on(&mut inputs, session, run))
                             .collect::<Result<Vec<_>, DetectError>>()
                     });
                     let mine = mine
                         .iter()
-                        .map(|&run| Ok((run, inputs.run(session, image, &all, run)?)))
+                        .map(|&run| run_and_hand_on(&mut inputs, session, run))
                         .collect::<Result<Vec<_>, DetectError>>();
                     let theirs = theirs
                         .join()
@@ -602,13 +619,31 @@ pub fn detect_symmetric(
     }
 }
 
+/// Work handed the letterbox's faces on the photo as soon as they are found (see
+/// [`detect_symmetric`]), and what it costs, in input pixels of the detector's time.
+pub struct EarlyWork<'a> {
+    pub run: &'a (dyn Fn(&[Detection]) + Sync),
+    pub cost: usize,
+}
+
 /// The runs two threads share for a photo: every pass over the photo and the letterbox's
-/// mirror run, each to the thread with less input so far, largest first. Within a thread a
-/// pass's photo run comes before its mirror run (so its input is prepared once). For a
-/// 640x480 photo one thread runs the letterbox and the coarse pass, the other the letterbox's
-/// mirror; at 1920x1080 one runs the fine pass, the other the rest.
-fn share(all: &[Pass]) -> (Vec<Run>, Vec<Run>) {
-    let size = |run: &Run| all[run.pass].input_width * all[run.pass].input_height;
+/// mirror run, each to the thread with less work so far, largest first; a run's work is its
+/// input's pixels, and the letterbox's photo run also carries `early_cost` (the work handed
+/// its faces). Within a thread a pass's photo run comes before its mirror run (so its input
+/// is prepared once). For a 640x480 photo one thread runs the letterbox and the coarse pass,
+/// the other the letterbox's mirror; at 1920x1080 one runs the fine
+/// and coarse passes, the other the letterbox, the early work and the letterbox's mirror.
+fn share(all: &[Pass], early_cost: usize) -> (Vec<Run>, Vec<Run>) {
+    let size = |run: &Run| {
+        let pixels = all[run.pass].input_width * all[run.pass].input_height;
+        match run {
+            Run {
+                pass: 0,
+                mirrored: false,
+            } => pixels + early_cost,
+            _ => pixels,
+        }
+    };
     let mut runs: Vec<Run> = (0..all.len())
         .map(|pass| Run {
             pass,

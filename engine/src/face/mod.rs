@@ -29,6 +29,7 @@ mod runtime;
 pub mod variants;
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use calibration::{
@@ -64,14 +65,17 @@ pub struct FaceModels {
 }
 
 /// Where the time of one [`FaceModels::analyze_timed`] call went. `align`, `embed` and
-/// `measure` add up every face of the image.
+/// `measure` add up every face of the image. With an idle core the largest face is aligned
+/// and embedded on it during `detect` (see [`EarlyEmbedding`]): `align` and `embed` count that
+/// time too, so the stages can add up to more than `total`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StageTimings {
     pub decode: Duration,
-    /// Both detector passes (scaling, YuNet, decoding its outputs) and NMS, on the photo
-    /// and (when it holds a face) on its mirror.
+    /// Every detector pass (scaling, YuNet, decoding its outputs) and NMS, on the photo
+    /// and (when it holds a face) on its mirror, from the first run to the last.
     pub detect: Duration,
     pub align: Duration,
+    /// Time in SFace, wherever it ran.
     pub embed: Duration,
     /// Pose and quality.
     pub measure: Duration,
@@ -80,12 +84,36 @@ pub struct StageTimings {
     pub detector_runs: usize,
     /// Threads the detector ran on: 2 when a second session was free (a core idle).
     pub detector_threads: usize,
+    /// Faces aligned and embedded on the idle core during detection ([`EarlyEmbedding`]): 0
+    /// or 1.
+    pub embedded_early: usize,
+    /// The whole analysis (see [`StageTimings::total`]).
+    pub total: Duration,
 }
 
 impl StageTimings {
+    /// The whole analysis, decoding to measures, as the caller waited for it.
     pub fn total(&self) -> Duration {
-        self.decode + self.detect + self.align + self.embed + self.measure
+        self.total
     }
+}
+
+/// One SFace run costs about what YuNet spends on this many input pixels (8.5 ms against
+/// 4.5 ms for a 640x480 input, on one thread): the weight of the early embedding when the
+/// detector's runs are shared between two threads (`detect::EarlyWork`).
+const EMBED_COST_PIXELS: usize = 600_000;
+
+/// The largest face the letterbox found on the photo, aligned and embedded on the idle core
+/// while the other still runs the detector: at 1920x1080 the fine pass, which finds the small
+/// faces, takes as long as the letterbox, its mirror and the embedding together. It is used
+/// only if that very detection is among the final faces, so the answer is the same as
+/// without it.
+struct EarlyEmbedding {
+    detection: detect::Detection,
+    crop: align::AlignedFace,
+    embedding: Embedding,
+    aligned: Duration,
+    embedded: Duration,
 }
 
 /// Everything the engine learned from one image.
@@ -269,11 +297,36 @@ impl FaceModels {
     pub fn analyze_timed(&self, image: &[u8]) -> Result<(ImageAnalysis, StageTimings), ImageError> {
         let _slot = self.slots.acquire();
         let mut timings = StageTimings::default();
-        let started = Instant::now();
+        let began = Instant::now();
+        let started = began;
         let photo = decode::decode(image)?;
         timings.decode = started.elapsed();
 
         let started = Instant::now();
+        // The letterbox's largest face on the photo, embedded while the other thread still
+        // runs the detector (see `EarlyEmbedding`); only with an idle core.
+        let early = Mutex::new(None);
+        let embed_early = |faces: &[detect::Detection]| {
+            let Some(largest) = faces.iter().max_by(|a, b| a.area().total_cmp(&b.area())) else {
+                return;
+            };
+            let Some(mut session) = self.embedder.try_acquire() else {
+                return;
+            };
+            let started = Instant::now();
+            let crop = align::align(&photo, &largest.landmarks);
+            let aligned = started.elapsed();
+            // A failure here is met again, and reported, when the face is embedded as usual.
+            if let Ok(embedding) = embed::embed(&mut session, &crop) {
+                *early.lock().unwrap_or_else(|e| e.into_inner()) = Some(EarlyEmbedding {
+                    detection: *largest,
+                    crop,
+                    embedding,
+                    aligned,
+                    embedded: started.elapsed() - aligned,
+                });
+            }
+        };
         // Every face, seen on the photo and on its mirror, the two averaged: see
         // `detect::detect_symmetric` (and `measure::symmetrize` for why).
         let seen = {
@@ -283,44 +336,67 @@ impl FaceModels {
             // this never costs throughput (and the answer is the same either way).
             let mut helper = self.detector.try_acquire();
             timings.detector_threads = 1 + usize::from(helper.is_some());
-            detect::detect_symmetric(&mut session, helper.as_deref_mut(), &photo)
+            let work = detect::EarlyWork {
+                run: &embed_early,
+                cost: EMBED_COST_PIXELS,
+            };
+            let early_work = helper.is_some().then_some(&work);
+            detect::detect_symmetric(&mut session, helper.as_deref_mut(), &photo, early_work)
                 .map_err(|e| ImageError::Model(e.to_string()))?
         };
         timings.detector_runs = seen.runs;
         let (detections, first_run) = (seen.faces, seen.photo);
         timings.detect = started.elapsed();
+        let early = early.into_inner().unwrap_or_else(|e| e.into_inner());
 
         let (width, height) = photo.dimensions();
-        let started = Instant::now();
         // Each crop is aligned on this run's own landmarks, as OpenCV's FaceRecognizerSF
         // does: the embeddings (and so the similarity calibration) stay those of the
-        // reference pipeline; averaged landmarks moved them by up to 0.045 in cosine.
-        let crops: Vec<align::AlignedFace> = detections
+        // reference pipeline; averaged landmarks moved them by up to 0.045 in cosine. The
+        // face embedded early is that very detection's crop and embedding.
+        let mut early = early;
+        if let Some(done) = &early {
+            timings.align += done.aligned;
+            timings.embed += done.embedded;
+        }
+        let embedded: Vec<(align::AlignedFace, Option<Embedding>)> = detections
             .iter()
             .map(|detection| {
                 let own = first_run
                     .iter()
                     .max_by(|a, b| a.iou(detection).total_cmp(&b.iou(detection)))
                     .unwrap_or(detection);
-                align::align(&photo, &own.landmarks)
+                match early.take_if(|done| done.detection == *own) {
+                    Some(done) => {
+                        timings.embedded_early += 1;
+                        (done.crop, Some(done.embedding))
+                    }
+                    None => {
+                        let started = Instant::now();
+                        let crop = align::align(&photo, &own.landmarks);
+                        timings.align += started.elapsed();
+                        (crop, None)
+                    }
+                }
             })
             .collect();
-        timings.align = started.elapsed();
 
-        // Every face of the image with one session held: one run per face, batch size 1, the
-        // shape SFace declares (and the one its reference embeddings were measured with).
+        // Every other face of the image with one session held: one run per face, batch size
+        // 1, the shape SFace declares (and the one its reference embeddings were measured
+        // with).
         let started = Instant::now();
-        let mut embeddings = Vec::with_capacity(crops.len());
-        if !crops.is_empty() {
-            let mut session = self.embedder.acquire();
-            for crop in &crops {
-                embeddings.push(
-                    embed::embed(&mut session, crop)
-                        .map_err(|e| ImageError::Model(e.to_string()))?,
-                );
-            }
-        }
-        timings.embed = started.elapsed();
+        let mut session = None;
+        let embeddings = embedded
+            .iter()
+            .map(|(crop, done)| match done {
+                Some(embedding) => Ok(embedding.clone()),
+                None => embed::embed(session.get_or_insert_with(|| self.embedder.acquire()), crop),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ImageError::Model(e.to_string()))?;
+        drop(session);
+        timings.embed += started.elapsed();
+        let crops: Vec<_> = embedded.into_iter().map(|(crop, _)| crop).collect();
 
         let started = Instant::now();
         let mut faces = Vec::with_capacity(detections.len());
@@ -330,6 +406,7 @@ impl FaceModels {
         timings.measure = started.elapsed();
         // Largest first (Rekognition's searches use the largest face).
         faces.sort_by(|a, b| b.bounding_box.area().total_cmp(&a.bounding_box.area()));
+        timings.total = began.elapsed();
         Ok((
             ImageAnalysis {
                 width,
