@@ -1004,7 +1004,7 @@ async fn face_liveness_sessions_take_each_frame_once_and_decide_once() {
     let dir = data_dir();
     let test = start_engine(&dir).await;
     let (client, addr) = (&test.client, test.engine.addr());
-    let create = |token: &'static str| async move {
+    let create = |token: String| async move {
         client
             .create_face_liveness_session()
             .client_request_token(token)
@@ -1022,8 +1022,12 @@ async fn face_liveness_sessions_take_each_frame_once_and_decide_once() {
             .await
             .expect("GetFaceLivenessSessionResults")
     };
-    let id = create("challenge-1").await;
-    assert_eq!(create("challenge-1").await, id, "a retried create");
+    let id = create("challenge-1".to_string()).await;
+    assert_eq!(
+        create("challenge-1".to_string()).await,
+        id,
+        "a retried create"
+    );
     assert_eq!(
         results(id.clone()).await.status(),
         &LivenessSessionStatus::Created
@@ -1089,14 +1093,32 @@ async fn face_liveness_sessions_take_each_frame_once_and_decide_once() {
     );
     assert_eq!(raw_put(addr, &first, &frames[0].1).await, 409, "decided");
 
-    // The same frames fed to another session are a replay.
-    let other = create("challenge-2").await;
-    let get = format!(
-        "GET /liveness/sessions/{other} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    );
-    let (_, body) = raw_request(addr, get).await;
-    let steps: serde_json::Value = serde_json::from_str(&body).unwrap();
-    for (n, step) in steps["Steps"].as_str().unwrap().split(',').enumerate() {
+    // The same frames fed to another session are a replay. Steps are drawn at random: take the
+    // first new session whose every step the first one asked too, so each has a frame to replay.
+    let mut other_steps = None;
+    for attempt in 2..50 {
+        let other = create(format!("challenge-{attempt}")).await;
+        let get = format!(
+            "GET /liveness/sessions/{other} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        );
+        let (_, body) = raw_request(addr, get).await;
+        let steps: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let steps: Vec<String> = steps["Steps"]
+            .as_str()
+            .unwrap()
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        if steps
+            .iter()
+            .all(|step| frames.iter().any(|(s, _)| s == step))
+        {
+            other_steps = Some((other, steps));
+            break;
+        }
+    }
+    let (other, steps) = other_steps.expect("a session whose steps the first one asked");
+    for (n, step) in steps.iter().enumerate() {
         let frame = &frames.iter().find(|(s, _)| s == step).unwrap().1;
         let path = format!("/liveness/sessions/{other}/frames/{}", n + 1);
         assert_eq!(raw_put(addr, &path, frame).await, 204);
