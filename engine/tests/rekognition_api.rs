@@ -1033,20 +1033,24 @@ async fn face_liveness_sessions_take_each_frame_once_and_decide_once() {
         &LivenessSessionStatus::Created
     );
 
-    // The client reads the steps and puts a frame per step.
-    let feed = |id: String| async move {
+    // The steps a session asks, as the client reads them.
+    let steps_of = |id: String| async move {
         let get = format!(
             "GET /liveness/sessions/{id} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
         );
         let (status, body) = raw_request(addr, get).await;
         assert_eq!(status, 200, "{body}");
         let steps: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let steps: Vec<String> = steps["Steps"]
+        steps["Steps"]
             .as_str()
             .unwrap()
             .split(',')
             .map(str::to_string)
-            .collect();
+            .collect::<Vec<String>>()
+    };
+    // The client reads the steps and puts a frame per step.
+    let feed = |id: String| async move {
+        let steps = steps_of(id.clone()).await;
         let mut frames = Vec::new();
         for (n, step) in steps.iter().enumerate() {
             // A step asked twice gets another frame of the clip (a live head moved).
@@ -1098,17 +1102,7 @@ async fn face_liveness_sessions_take_each_frame_once_and_decide_once() {
     let mut other_steps = None;
     for attempt in 2..50 {
         let other = create(format!("challenge-{attempt}")).await;
-        let get = format!(
-            "GET /liveness/sessions/{other} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        );
-        let (_, body) = raw_request(addr, get).await;
-        let steps: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let steps: Vec<String> = steps["Steps"]
-            .as_str()
-            .unwrap()
-            .split(',')
-            .map(str::to_string)
-            .collect();
+        let steps = steps_of(other.clone()).await;
         if steps
             .iter()
             .all(|step| frames.iter().any(|(s, _)| s == step))
