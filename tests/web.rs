@@ -571,8 +571,7 @@ fn head_turn_camera(dir: &Path, clip: &Clip) -> PathBuf {
                 pool.len() >= POSE_ROUNDS * per_pose,
                 "a round would repeat a frame"
             );
-            for j in 0..per_pose {
-                let bytes = &pool[(round * per_pose + j) % pool.len()];
+            for bytes in &pool[round * per_pose..][..per_pose] {
                 let photo = image::load_from_memory(bytes).expect("a clip frame decodes");
                 let mut frame = on_grey(&photo);
                 for (x, y) in (0..16).flat_map(|x| (0..16).map(move |y| (x, y))) {

@@ -167,12 +167,12 @@ impl Clip {
                 .collect::<Result<Vec<_>, _>>()
         };
         let centre = frames(CENTRE_FRAMES)?;
-        let steady: Vec<u32> = CENTRE_FRAMES
+        let steady_centre = CENTRE_FRAMES
             .iter()
-            .copied()
-            .filter(|n| !WIDE_CENTRE_FRAMES.contains(n))
+            .zip(&centre)
+            .filter(|(n, _)| !WIDE_CENTRE_FRAMES.contains(n))
+            .map(|(_, bytes)| bytes.clone())
             .collect();
-        let steady_centre = frames(&steady)?;
         let left = frames(LEFT_FRAMES)?;
         let tiltable = frames(TILTABLE_FRAMES)?;
         let right = left
