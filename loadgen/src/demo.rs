@@ -793,6 +793,9 @@ impl Demo {
         match self.app.start_face_sign_in(user.as_str()).await {
             Ok(_) => Ok(false),
             Err(e) if e.cognito_code() == Some("NotAuthorizedException") => Ok(true),
+            // The lock landed between Define (which let the sign-in start) and Create (which
+            // refuses a locked user): not yet the clean refusal, so ask again.
+            Err(e) if e.cognito_code() == Some("InvalidLambdaResponseException") => Ok(false),
             Err(e) => Err(e.into()),
         }
     }
